@@ -1,0 +1,5 @@
+import sys
+
+from omlcore.cli import main
+
+sys.exit(main())
