@@ -73,6 +73,12 @@ def _parse_value(text: str, override: str) -> Any:
         ) from exc
 
 
+def _describe(node: Any) -> str:
+    if isinstance(node, list):
+        return f"a list of {len(node)} item(s), not a mapping (use an index from 0 to {len(node) - 1})"
+    return f"the value {node!r}, not a mapping"
+
+
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """A copy of ``data`` with dotted overrides applied, in order.
 
@@ -111,9 +117,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
                 node = node[int(part)]
             else:
+                parent = ".".join(parts[:depth]) or "the top level"
                 raise OverrideError(
-                    f"Override {override!r}: {here!r} cannot be entered, "
-                    f"its parent holds a {type(node).__name__}, not a mapping."
+                    f"Override {override!r}: cannot enter {here!r}, {parent!r} holds {_describe(node)}."
                 )
         last = parts[-1]
         if isinstance(node, MutableMapping):
@@ -129,10 +135,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
             else:
                 node[int(last)] = value
         else:
-            raise OverrideError(
-                f"Override {override!r}: cannot set {last!r} inside a {type(node).__name__} "
-                f"(at {'.'.join(parts[:-1]) or 'the top level'!r})."
-            )
+            parent = ".".join(parts[:-1])
+            raise OverrideError(f"Override {override!r}: cannot set {last!r}, {parent!r} holds {_describe(node)}.")
     return out
 
 
