@@ -1,0 +1,392 @@
+"""Nox sessions for the omlcore monorepo.
+
+Run everything CI runs with ``python3 -m nox`` (the default session list below). Sessions:
+
+``lint``          ruff check + ruff format --check.
+``typecheck``     mypy: the core package strictly (``[tool.mypy]`` in pyproject.toml), then the
+                  ``src/`` packages of every plugin (same config, so strict too).
+``tests_core``    the core alone (no plugin, no torch): ``pytest tests -m "not integration"``.
+``tests_plugin``  one session per ``plugins/<folder>`` (session id = folder name): core + that plugin
+                  (+ the repo plugins it depends on) only; ``pytest plugins/<folder>/tests``.
+``tests_all``     core + every plugin (editable) + ``docs/examples/custom-loss`` (a real, non-editable
+                  install) in ONE pip call, then ``omlcore plugins check`` and ``pytest tests plugins``.
+``schemas``       core + every plugin; ``omlcore schema export schemas --check`` (fails on drift).
+                  ``nox -s schemas -- --write`` regenerates ``schemas/`` instead.
+``build``         sdist + wheel for the core, every plugin and the docs example (``python -m build``,
+                  the wheel is built from the sdist), then a fresh venv installs the wheels
+                  (non-editable, core with the ``[all]`` extra) and runs ``omlcore plugins list`` and
+                  ``omlcore plugins check`` from outside the source tree.
+``docs``          everything installed as in tests_all; ``pytest tests/test_docs.py`` (runs the code
+                  blocks of README.md and docs/*.md).
+
+Arguments after ``--`` go to pytest (tests_*, docs), mypy (typecheck) or the schema command.
+Plugins are discovered at import time by globbing ``plugins/*/pyproject.toml``; nothing is run.
+Every session keeps its venv between runs (``reuse_venv=True``); ``nox --reuse-venv=never``
+rebuilds them (e.g. after a plugin was renamed or removed). CI starts from a clean clone anyway.
+
+Sharing one torch install
+-------------------------
+A torch install is ~5.5 GB, so no session venv gets its own. Instead:
+
+1. The first session that needs torch runs, with its own interpreter,
+   ``pip install --target .torch/<key>.tmp-<pid>/site torch==... torchvision==...``
+   and atomically renames the folder to ``.torch/<key>/`` once pip succeeded (a ``shared-torch.json``
+   inside marks it complete). ``<key>`` = interpreter cache tag + platform + a hash of the requested
+   requirements, so changing ``TORCH_REQUIREMENTS`` (or ``OMLCORE_TORCH_REQUIREMENTS``) or the
+   Python version yields a new folder; an existing complete folder is reused by every later session
+   and nox run. A file lock (``.torch/.lock``) serialises concurrent nox runs.
+2. Every session that needs torch gets a file ``_omlcore_shared_torch.pth`` in its venv's
+   site-packages holding the absolute path of ``.torch/<key>/site``. Python's ``site`` module appends
+   that path to ``sys.path`` (after the venv's own site-packages, so anything the venv installs
+   itself wins), so ``import torch`` works and pip, which lists distributions along ``sys.path``,
+   reports ``torch>=2.2`` as "already satisfied" and never downloads it again. pip also never
+   modifies the shared folder: it lies outside the venv, and pip refuses to uninstall outside it.
+   Nothing uses ``--system-site-packages``: the sessions see their venv + the shared folder only.
+3. Every pip call of a session passes ``-c <session tmp>/torch-constraints.txt``. In torch sessions it
+   pins the exact shared versions (``torch==2.14.1``...), so a requirement that the shared install
+   does not satisfy fails loudly instead of pulling a second copy of torch into the venv. In
+   sessions without torch it says ``torch<0``: a plugin that needs torch without declaring it (or a
+   dependency dragging it in) fails the resolve instead of downloading 5.5 GB.
+
+A plugin "needs torch" if its ``[project] dependencies`` name torch/torchvision, directly or through
+another repository plugin. tests_all, schemas, build and docs get torch whenever any plugin (or the
+docs example) needs it; typecheck too, because mypy must see torch's types.
+Clean up with ``rm -rf .torch`` (old keys are not pruned automatically). ``OMLCORE_TORCH_DIR``
+moves the store (e.g. to share it between clones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+nox.needs_version = ">=2024.10"
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests_core",
+    "tests_plugin",
+    "tests_all",
+    "schemas",
+    "build",
+    "docs",
+]
+
+ROOT = Path(__file__).resolve().parent
+PYPROJECT: dict[str, Any] = nox.project.load_toml(ROOT / "pyproject.toml")
+EXAMPLE_DIR = ROOT / "docs" / "examples" / "custom-loss"
+
+TORCH_REQUIREMENTS: tuple[str, ...] = tuple(
+    os.environ.get("OMLCORE_TORCH_REQUIREMENTS", "torch==2.14.1 torchvision==0.29.1").split()
+)
+TORCH_DISTS = frozenset({"torch", "torchvision"})
+TORCH_STORE = Path(os.environ.get("OMLCORE_TORCH_DIR", str(ROOT / ".torch"))).resolve()
+TORCH_PTH = "_omlcore_shared_torch.pth"
+TORCH_MARKER = "shared-torch.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# Projects in the repository (discovered at import time, no subprocess)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A distribution that lives in this repository (a plugin or the docs example)."""
+
+    path: Path
+    name: str  # canonical distribution name
+    requires: tuple[str, ...]  # canonical names of its [project] dependencies
+
+    @property
+    def folder(self) -> str:
+        return self.path.name
+
+    @property
+    def rel(self) -> str:
+        return self.path.relative_to(ROOT).as_posix()
+
+    def packages(self) -> list[str]:
+        """Import packages under ``src/`` (relative paths), for mypy."""
+        src = self.path / "src"
+        return sorted(p.parent.relative_to(ROOT).as_posix() for p in src.glob("*/__init__.py"))
+
+
+def _load_project(path: Path) -> Project:
+    table = nox.project.load_toml(path / "pyproject.toml").get("project", {})
+    requires = tuple(canonicalize_name(Requirement(r).name) for r in table.get("dependencies", []))
+    return Project(path=path, name=canonicalize_name(table.get("name", path.name)), requires=requires)
+
+
+PLUGINS: tuple[Project, ...] = tuple(_load_project(p.parent) for p in sorted(ROOT.glob("plugins/*/pyproject.toml")))
+PLUGINS_BY_FOLDER = {p.folder: p for p in PLUGINS}
+PLUGINS_BY_NAME = {p.name: p for p in PLUGINS}
+EXAMPLE: Project | None = _load_project(EXAMPLE_DIR) if (EXAMPLE_DIR / "pyproject.toml").is_file() else None
+
+
+def local_closure(projects: Iterable[Project]) -> list[Project]:
+    """The given projects plus every repository plugin they depend on, transitively."""
+    seen: dict[str, Project] = {}
+    todo = list(projects)
+    while todo:
+        project = todo.pop()
+        if project.name in seen:
+            continue
+        seen[project.name] = project
+        todo.extend(PLUGINS_BY_NAME[n] for n in project.requires if n in PLUGINS_BY_NAME)
+    return sorted(seen.values(), key=lambda p: p.rel)
+
+
+def needs_torch(projects: Iterable[Project]) -> bool:
+    return any(TORCH_DISTS.intersection(p.requires) for p in local_closure(projects))
+
+
+def dependency_group(name: str) -> list[str]:
+    """Resolve a PEP 735 ``[dependency-groups]`` entry of the root pyproject.toml."""
+    groups: dict[str, list[Any]] = PYPROJECT.get("dependency-groups", {})
+    out: list[str] = []
+    for item in groups[name]:
+        out.extend(dependency_group(item["include-group"]) if isinstance(item, dict) else [item])
+    return out
+
+
+def editable(projects: Iterable[Project]) -> list[str]:
+    return [arg for p in projects for arg in ("-e", p.rel)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The shared torch install (see the module docstring)
+
+_PROBE = (
+    "import json, sys, sysconfig; print('@@' + json.dumps({'tag': sys.implementation.cache_tag, "
+    "'abi': getattr(sys, 'abiflags', ''), 'platform': sysconfig.get_platform(), "
+    "'purelib': sysconfig.get_paths()['purelib']}))"
+)
+
+
+def _probe(session: nox.Session, python: str) -> dict[str, str] | None:
+    """Interpreter facts of the session venv (or another venv's python); None if nox skips installs."""
+    out = session.run_install(python, "-c", _PROBE, silent=True, log=False, external=python != "python")
+    if not isinstance(out, str):
+        return None
+    line = next(line for line in out.splitlines() if line.startswith("@@"))
+    result: dict[str, str] = json.loads(line[2:])
+    return result
+
+
+@contextlib.contextmanager
+def _store_lock() -> Iterator[None]:
+    TORCH_STORE.mkdir(parents=True, exist_ok=True)
+    with open(TORCH_STORE / ".lock", "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock, nox runs its sessions one at a time anyway
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_torch_site(session: nox.Session, info: dict[str, str], python: str = "python") -> Path:
+    """Return ``.torch/<key>/site``, installing torch there first if no complete install exists."""
+    facts = {"requirements": sorted(TORCH_REQUIREMENTS), **{k: info[k] for k in ("tag", "abi", "platform")}}
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
+    key = f"{info['tag']}-{info['platform']}-{digest}"
+    final = TORCH_STORE / key
+    with _store_lock():
+        if (final / TORCH_MARKER).is_file():
+            session.log(f"shared torch: reusing {final}")
+            return final / "site"
+        session.log(f"shared torch: installing {' '.join(TORCH_REQUIREMENTS)} into {final} (once)")
+        tmp = TORCH_STORE / f"{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover without the marker
+        session.run_install(
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--progress-bar=off",
+            "--no-warn-script-location",
+            "--target",
+            str(tmp / "site"),
+            *TORCH_REQUIREMENTS,
+            external=python != "python",
+        )
+        versions = {
+            canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=[str(tmp / "site")])
+        }
+        (tmp / TORCH_MARKER).write_text(json.dumps({**facts, "installed": versions}, indent=2) + "\n")
+        tmp.rename(final)
+    return final / "site"
+
+
+def _torch_pins(site: Path) -> list[str]:
+    return sorted(
+        f"{name}=={d.version}"
+        for d in metadata.distributions(path=[str(site)])
+        if (name := canonicalize_name(d.metadata["Name"])) in TORCH_DISTS
+    )
+
+
+def setup_torch(session: nox.Session, *, torch: bool, python: str = "python") -> list[str]:
+    """Link (or unlink) the shared torch into a venv; return pip's ``-c <constraints>`` arguments.
+
+    ``python`` is the venv's interpreter: the session's by default, or the path of another venv.
+    """
+    info = _probe(session, python)
+    if info is None:  # `nox -R`: installs are skipped, the venv keeps its .pth from the last run
+        return []
+    pth = Path(info["purelib"]) / TORCH_PTH
+    if torch:
+        site = shared_torch_site(session, info, python)
+        pth.write_text(f"{site}\n")
+        lines = [
+            "# the shared torch install (noxfile.py); pip must not install another torch",
+            *_torch_pins(site),
+        ]
+    else:
+        pth.unlink(missing_ok=True)
+        lines = ["# this session runs without torch (noxfile.py); nothing may pull it in"]
+        lines += [f"{name}<0" for name in sorted(TORCH_DISTS)]
+    constraints = Path(session.create_tmp()) / f"torch-constraints-{'on' if torch else 'off'}.txt"
+    constraints.write_text("\n".join(lines) + "\n")
+    return ["-c", str(constraints)]
+
+
+def install_everything(session: nox.Session, *, example: bool) -> None:
+    """Core + every plugin editable (+ the docs example, non-editable) + test deps, in one pip call."""
+    extra: list[str] = []
+    if example:
+        if EXAMPLE is None:
+            session.warn(f"{EXAMPLE_DIR.relative_to(ROOT)} does not exist yet: not installing the example")
+        else:
+            extra = [EXAMPLE.rel]
+    torch = needs_torch([*PLUGINS, *([EXAMPLE] if extra and EXAMPLE else [])])
+    constraints = setup_torch(session, torch=torch)
+    session.install(*constraints, "-e", ".", *editable(PLUGINS), *extra, *dependency_group("test"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Sessions
+
+
+@nox.session(reuse_venv=True)
+def lint(session: nox.Session) -> None:
+    session.install(*dependency_group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(reuse_venv=True)
+def typecheck(session: nox.Session) -> None:
+    constraints = setup_torch(session, torch=needs_torch(PLUGINS))
+    session.install(*constraints, "-e", ".", *editable(PLUGINS), *dependency_group("typecheck"))
+    session.run("mypy", *session.posargs)  # the core: [tool.mypy] packages = ["omlcore"], strict
+    targets = [pkg for p in PLUGINS for pkg in p.packages()]
+    if targets:
+        session.run("mypy", *session.posargs, *targets)
+    else:
+        session.log("typecheck: no plugin packages (plugins/*/src/*/__init__.py) found")
+
+
+@nox.session(reuse_venv=True)
+def tests_core(session: nox.Session) -> None:
+    constraints = setup_torch(session, torch=False)
+    session.install(*constraints, "-e", ".", *dependency_group("test"))
+    session.run("pytest", "tests", "-m", "not integration", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+@nox.parametrize("plugin", [p.folder for p in PLUGINS], ids=[p.folder for p in PLUGINS])
+def tests_plugin(session: nox.Session, plugin: str) -> None:
+    projects = local_closure([PLUGINS_BY_FOLDER[plugin]])
+    constraints = setup_torch(session, torch=needs_torch(projects))
+    session.install(*constraints, "-e", ".", *editable(projects), *dependency_group("test"))
+    session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+def tests_all(session: nox.Session) -> None:
+    install_everything(session, example=True)
+    session.run("omlcore", "plugins", "check")
+    session.run("pytest", "tests", "plugins", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+def schemas(session: nox.Session) -> None:
+    """Check schemas/ against the code (default), or regenerate it with ``-- --write``."""
+    write = "--write" in session.posargs
+    rest = [a for a in session.posargs if a not in ("--write", "--check")]
+    # Core + the repository plugins only: the docs example must not end up in schemas/.
+    constraints = setup_torch(session, torch=needs_torch(PLUGINS))
+    session.install(*constraints, "-e", ".", *editable(PLUGINS))
+    session.run("omlcore", "schema", "export", "schemas", *([] if write else ["--check"]), *rest)
+
+
+@nox.session(reuse_venv=True)
+def build(session: nox.Session) -> None:
+    session.install("build", "virtualenv")
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    projects = [*PLUGINS, *([EXAMPLE] if EXAMPLE else [])]
+    if EXAMPLE is None:
+        session.warn(f"{EXAMPLE_DIR.relative_to(ROOT)} does not exist yet: not building the example")
+    # pip would look for an extra's plugin on the index if it is not one of the wheels built here
+    extras: dict[str, list[str]] = PYPROJECT.get("project", {}).get("optional-dependencies", {})
+    for extra, reqs in extras.items():
+        for name in (canonicalize_name(Requirement(r).name) for r in reqs):
+            if name.startswith("omlcore-") and name not in PLUGINS_BY_NAME:
+                session.error(f"extra [{extra}] of omlcore names {name}, which is not a plugin in plugins/")
+    core_wheel = _build_wheel(session, ROOT, dist / "omlcore")
+    wheels = [_build_wheel(session, p.path, dist / p.folder) for p in projects]
+
+    venv = tmp / "wheel-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "virtualenv", "--quiet", str(venv))
+    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+    python = str(bindir / "python")
+    constraints = setup_torch(session, torch=needs_torch(projects), python=python)
+    core = f"{core_wheel}[all]" if "all" in extras else str(core_wheel)
+    session.run(python, "-m", "pip", "install", *constraints, core, *map(str, wheels), external=True)
+    with session.chdir(tmp):  # away from the source tree: only the installed wheels are importable
+        session.run(
+            python,
+            "-c",
+            "import omlcore, sys; f = omlcore.__file__ or ''; print('omlcore from', f); sys.exit("
+            "'omlcore imported from the source tree, not the wheel' if 'site-packages' not in f else 0)",
+            external=True,
+        )
+        session.run(str(bindir / "omlcore"), "plugins", "list", external=True)
+        session.run(str(bindir / "omlcore"), "plugins", "check", external=True)
+
+
+def _build_wheel(session: nox.Session, source: Path, outdir: Path) -> Path:
+    """sdist, then a wheel built from that sdist (catches files missing from the sdist, no stale build/)."""
+    session.run("python", "-m", "build", "--outdir", str(outdir), str(source))
+    wheels = sorted(outdir.glob("*.whl"))
+    if len(wheels) != 1:
+        session.error(f"expected one wheel in {outdir}, found {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+@nox.session(reuse_venv=True)
+def docs(session: nox.Session) -> None:
+    install_everything(session, example=True)
+    session.run("pytest", "tests/test_docs.py", *session.posargs)
