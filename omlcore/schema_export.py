@@ -95,7 +95,7 @@ def _retarget(node: Any, kinds: set[str], kind: str | None = None) -> Any:
         kind = node.get(KIND_KEY, kind)
         if kind is not None and node.get("$ref") == "#/$defs/ComponentSpec":
             kinds.add(kind)
-            return {**node, "$ref": f"#/$defs/{kind}"}
+            return {**{k: v for k, v in node.items() if k != KIND_KEY}, "$ref": f"#/$defs/{kind}"}
         return {k: _retarget(v, kinds, kind) for k, v in node.items() if k != KIND_KEY}
     if isinstance(node, list):
         return [_retarget(v, kinds, kind) for v in node]

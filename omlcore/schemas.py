@@ -52,7 +52,7 @@ class ComponentSpec(_Strict):
 
 def Slot(kind: str, default: Any = ..., description: str = "") -> Any:
     """A config field holding a :class:`ComponentSpec` of ``kind``."""
-    return Field(default, description=description or f"A {kind}: {{name, args}}.", json_schema_extra={KIND_KEY: kind})
+    return Field(default, description=description or f"The {kind}: {{name, args}}.", json_schema_extra={KIND_KEY: kind})
 
 
 def slot_kind(model: type[BaseModel], field_name: str) -> str | None:
