@@ -213,3 +213,15 @@ def test_argparse_is_the_parser() -> None:
     from omlcore.cli import build_parser
 
     assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+def test_overrides_before_and_after_options(
+    omlcore_sandbox: PluginSandbox, train_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "check", str(train_yaml), "--structure-only", "trainer.max_epochs=7", "--print")
+    assert code == 0
+    assert "max_epochs: 7" in out
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(train_yaml), "--bogus"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
