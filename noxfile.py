@@ -21,8 +21,10 @@ Run everything CI runs with ``python3 -m nox`` (the default session list below).
 
 Arguments after ``--`` go to pytest (tests_*, docs), mypy (typecheck) or the schema command.
 Plugins are discovered at import time by globbing ``plugins/*/pyproject.toml``; nothing is run.
-Every session keeps its venv between runs (``reuse_venv=True``); ``nox --reuse-venv=never``
-rebuilds them (e.g. after a plugin was renamed or removed). CI starts from a clean clone anyway.
+Every session keeps its venv between runs (``reuse_venv=True``) and reinstalls into it (quick: pip
+finds everything satisfied); a reused venv first uninstalls the ``omlcore-*`` plugins that are no
+longer part of the session (renamed or removed plugins). ``nox --reuse-venv=never`` rebuilds all
+venvs; ``nox -R`` reuses them and skips the installs. CI starts from a clean clone anyway.
 
 Sharing one torch install
 -------------------------
@@ -49,8 +51,10 @@ A torch install is ~5.5 GB, so no session venv gets its own. Instead:
    dependency dragging it in) fails the resolve instead of downloading 5.5 GB.
 
 A plugin "needs torch" if its ``[project] dependencies`` name torch/torchvision, directly or through
-another repository plugin. tests_all, schemas, build and docs get torch whenever any plugin (or the
-docs example) needs it; typecheck too, because mypy must see torch's types.
+another repository plugin. tests_plugin(<p>) gets torch only if <p> needs it, tests_core never;
+tests_all, schemas, build (its wheel venv) and docs get it whenever any plugin (or the docs example)
+needs it; typecheck too, because mypy must see torch's types. Overhead per torch session: one small
+.pth file and a constraints file; the shared folder (~5.5 GB) is installed in ~1 minute, once.
 Clean up with ``rm -rf .torch`` (old keys are not pruned automatically). ``OMLCORE_TORCH_DIR``
 moves the store (e.g. to share it between clones).
 """
@@ -62,7 +66,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -169,20 +173,27 @@ def editable(projects: Iterable[Project]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # The shared torch install (see the module docstring)
 
-_PROBE = (
-    "import json, sys, sysconfig; print('@@' + json.dumps({'tag': sys.implementation.cache_tag, "
-    "'abi': getattr(sys, 'abiflags', ''), 'platform': sysconfig.get_platform(), "
-    "'purelib': sysconfig.get_paths()['purelib']}))"
-)
+_PROBE = """
+import json, sys, sysconfig
+from importlib import metadata
+purelib = sysconfig.get_paths()["purelib"]
+print("@@" + json.dumps({
+    "tag": sys.implementation.cache_tag,
+    "abi": getattr(sys, "abiflags", ""),
+    "platform": sysconfig.get_platform(),
+    "purelib": purelib,
+    "dists": sorted({d.metadata["Name"] for d in metadata.distributions(path=[purelib])}),
+}))
+"""
 
 
-def _probe(session: nox.Session, python: str) -> dict[str, str] | None:
+def _probe(session: nox.Session, python: str) -> dict[str, Any] | None:
     """Interpreter facts of the session venv (or another venv's python); None if nox skips installs."""
     out = session.run_install(python, "-c", _PROBE, silent=True, log=False, external=python != "python")
     if not isinstance(out, str):
         return None
     line = next(line for line in out.splitlines() if line.startswith("@@"))
-    result: dict[str, str] = json.loads(line[2:])
+    result: dict[str, Any] = json.loads(line[2:])
     return result
 
 
@@ -202,7 +213,7 @@ def _store_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def shared_torch_site(session: nox.Session, info: dict[str, str], python: str = "python") -> Path:
+def shared_torch_site(session: nox.Session, info: dict[str, Any], python: str = "python") -> Path:
     """Return ``.torch/<key>/site``, installing torch there first if no complete install exists."""
     facts = {"requirements": sorted(TORCH_REQUIREMENTS), **{k: info[k] for k in ("tag", "abi", "platform")}}
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
@@ -244,22 +255,31 @@ def _torch_pins(site: Path) -> list[str]:
     )
 
 
-def setup_torch(session: nox.Session, *, torch: bool, python: str = "python") -> list[str]:
-    """Link (or unlink) the shared torch into a venv; return pip's ``-c <constraints>`` arguments.
+def prepare_venv(session: nox.Session, projects: Sequence[Project], python: str = "python") -> list[str]:
+    """Get a venv ready for installing ``projects`` (repository plugins / the docs example).
 
-    ``python`` is the venv's interpreter: the session's by default, or the path of another venv.
+    Links the shared torch in (or out, see the module docstring) depending on whether ``projects`` need
+    it, uninstalls ``omlcore-*`` plugins a reused venv kept from an earlier run that are not among
+    ``projects`` (renamed/removed plugins, or another session's set), and returns pip's
+    ``-c <constraints>`` arguments for every later install. ``python`` is the venv's interpreter: the
+    session's by default, or the path of another venv's.
     """
     info = _probe(session, python)
     if info is None:  # `nox -R`: installs are skipped, the venv keeps its .pth from the last run
         return []
+    external = python != "python"
+    wanted = {p.name for p in projects}
+    stale = [
+        d for d in info["dists"] if canonicalize_name(d).startswith("omlcore-") and canonicalize_name(d) not in wanted
+    ]
+    if stale:
+        session.run_install(python, "-m", "pip", "uninstall", "--yes", *stale, external=external)
+    torch = needs_torch(projects)
     pth = Path(info["purelib"]) / TORCH_PTH
     if torch:
         site = shared_torch_site(session, info, python)
         pth.write_text(f"{site}\n")
-        lines = [
-            "# the shared torch install (noxfile.py); pip must not install another torch",
-            *_torch_pins(site),
-        ]
+        lines = ["# the shared torch install (noxfile.py); pip must not install another torch", *_torch_pins(site)]
     else:
         pth.unlink(missing_ok=True)
         lines = ["# this session runs without torch (noxfile.py); nothing may pull it in"]
@@ -269,17 +289,16 @@ def setup_torch(session: nox.Session, *, torch: bool, python: str = "python") ->
     return ["-c", str(constraints)]
 
 
-def install_everything(session: nox.Session, *, example: bool) -> None:
-    """Core + every plugin editable (+ the docs example, non-editable) + test deps, in one pip call."""
-    extra: list[str] = []
-    if example:
-        if EXAMPLE is None:
-            session.warn(f"{EXAMPLE_DIR.relative_to(ROOT)} does not exist yet: not installing the example")
-        else:
-            extra = [EXAMPLE.rel]
-    torch = needs_torch([*PLUGINS, *([EXAMPLE] if extra and EXAMPLE else [])])
-    constraints = setup_torch(session, torch=torch)
-    session.install(*constraints, "-e", ".", *editable(PLUGINS), *extra, *dependency_group("test"))
+def install_everything(session: nox.Session) -> None:
+    """Core + every plugin editable + the docs example (non-editable) + test deps, in ONE pip call.
+
+    One resolver run over the local paths, so pip never looks for ``omlcore``/``omlcore-*`` on an index.
+    """
+    if EXAMPLE is None:
+        session.warn(f"{EXAMPLE_DIR.relative_to(ROOT)} does not exist yet: not installing the docs example")
+    example = [EXAMPLE] if EXAMPLE else []
+    constraints = prepare_venv(session, [*PLUGINS, *example])
+    session.install(*constraints, "-e", ".", *editable(PLUGINS), *(p.rel for p in example), *dependency_group("test"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,7 +314,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True)
 def typecheck(session: nox.Session) -> None:
-    constraints = setup_torch(session, torch=needs_torch(PLUGINS))
+    constraints = prepare_venv(session, PLUGINS)
     session.install(*constraints, "-e", ".", *editable(PLUGINS), *dependency_group("typecheck"))
     session.run("mypy", *session.posargs)  # the core: [tool.mypy] packages = ["omlcore"], strict
     targets = [pkg for p in PLUGINS for pkg in p.packages()]
@@ -307,7 +326,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True)
 def tests_core(session: nox.Session) -> None:
-    constraints = setup_torch(session, torch=False)
+    constraints = prepare_venv(session, [])
     session.install(*constraints, "-e", ".", *dependency_group("test"))
     session.run("pytest", "tests", "-m", "not integration", *session.posargs)
 
@@ -316,16 +335,16 @@ def tests_core(session: nox.Session) -> None:
 @nox.parametrize("plugin", [p.folder for p in PLUGINS], ids=[p.folder for p in PLUGINS])
 def tests_plugin(session: nox.Session, plugin: str) -> None:
     projects = local_closure([PLUGINS_BY_FOLDER[plugin]])
-    constraints = setup_torch(session, torch=needs_torch(projects))
+    constraints = prepare_venv(session, projects)
     session.install(*constraints, "-e", ".", *editable(projects), *dependency_group("test"))
     session.run("pytest", f"plugins/{plugin}/tests", *session.posargs)
 
 
 @nox.session(reuse_venv=True)
 def tests_all(session: nox.Session) -> None:
-    install_everything(session, example=True)
+    install_everything(session)
     session.run("omlcore", "plugins", "check")
-    session.run("pytest", "tests", "plugins", *session.posargs)
+    session.run("pytest", "tests", *(["plugins"] if PLUGINS else []), *session.posargs)
 
 
 @nox.session(reuse_venv=True)
@@ -334,7 +353,7 @@ def schemas(session: nox.Session) -> None:
     write = "--write" in session.posargs
     rest = [a for a in session.posargs if a not in ("--write", "--check")]
     # Core + the repository plugins only: the docs example must not end up in schemas/.
-    constraints = setup_torch(session, torch=needs_torch(PLUGINS))
+    constraints = prepare_venv(session, PLUGINS)
     session.install(*constraints, "-e", ".", *editable(PLUGINS))
     session.run("omlcore", "schema", "export", "schemas", *([] if write else ["--check"]), *rest)
 
@@ -362,7 +381,7 @@ def build(session: nox.Session) -> None:
     session.run("python", "-m", "virtualenv", "--quiet", str(venv))
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = str(bindir / "python")
-    constraints = setup_torch(session, torch=needs_torch(projects), python=python)
+    constraints = prepare_venv(session, projects, python=python)
     core = f"{core_wheel}[all]" if "all" in extras else str(core_wheel)
     session.run(python, "-m", "pip", "install", *constraints, core, *map(str, wheels), external=True)
     with session.chdir(tmp):  # away from the source tree: only the installed wheels are importable
@@ -388,5 +407,5 @@ def _build_wheel(session: nox.Session, source: Path, outdir: Path) -> Path:
 
 @nox.session(reuse_venv=True)
 def docs(session: nox.Session) -> None:
-    install_everything(session, example=True)
+    install_everything(session)
     session.run("pytest", "tests/test_docs.py", *session.posargs)
