@@ -38,28 +38,34 @@ _LAZY = {
     "PluginConflictError": "omlcore.errors",
     "PluginTypeError": "omlcore.errors",
     "UnknownKindError": "omlcore.errors",
+    "ComponentBuildError": "omlcore.errors",
 }
 
 __all__ = ["__version__", *_LAZY]
 
-if TYPE_CHECKING:
-    from omlcore.config import load_config
-    from omlcore.errors import (
-        ConfigError,
-        ConfigIssue,
-        ConfigValidationError,
-        OmlcoreError,
-        OverrideError,
-        PluginConflictError,
-        PluginError,
-        PluginLoadError,
-        PluginNotFoundError,
-        PluginTypeError,
-        UnknownKindError,
-    )
-    from omlcore.hookspecs import hookimpl
-    from omlcore.registry import KINDS, Registry, available, build, register, resolve, use_registry
-    from omlcore.schemas import ComponentSpec
+if TYPE_CHECKING:  # explicit re-exports for type checkers (`import x as x`)
+    from omlcore.config import load_config as load_config
+    from omlcore.errors import ComponentBuildError as ComponentBuildError
+    from omlcore.errors import ConfigError as ConfigError
+    from omlcore.errors import ConfigIssue as ConfigIssue
+    from omlcore.errors import ConfigValidationError as ConfigValidationError
+    from omlcore.errors import OmlcoreError as OmlcoreError
+    from omlcore.errors import OverrideError as OverrideError
+    from omlcore.errors import PluginConflictError as PluginConflictError
+    from omlcore.errors import PluginError as PluginError
+    from omlcore.errors import PluginLoadError as PluginLoadError
+    from omlcore.errors import PluginNotFoundError as PluginNotFoundError
+    from omlcore.errors import PluginTypeError as PluginTypeError
+    from omlcore.errors import UnknownKindError as UnknownKindError
+    from omlcore.hookspecs import hookimpl as hookimpl
+    from omlcore.registry import KINDS as KINDS
+    from omlcore.registry import Registry as Registry
+    from omlcore.registry import available as available
+    from omlcore.registry import build as build
+    from omlcore.registry import register as register
+    from omlcore.registry import resolve as resolve
+    from omlcore.registry import use_registry as use_registry
+    from omlcore.schemas import ComponentSpec as ComponentSpec
 
 
 def __getattr__(name: str) -> Any:

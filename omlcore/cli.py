@@ -28,10 +28,13 @@ __all__ = ["build_parser", "main"]
 EXIT_OK, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 
 
-def _print_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> None:
+def _print_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...], notes: Sequence[str] | None = None) -> None:
+    """Columns padded to the widest cell; ``notes[i]`` (if any) printed indented under row ``i``."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
+    for i, row in enumerate([header, *rows]):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if notes and i > 0 and notes[i - 1]:
+            print(f"    {notes[i - 1]}")
 
 
 def _cmd_plugins_list(args: argparse.Namespace) -> int:
@@ -99,15 +102,10 @@ def _cmd_plugins_check(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(payload, indent=2))
     else:
-        for r in results:
-            status = "ok  " if r.ok else "FAIL"
-            print(f"{status}  {r.kind:<13} {r.name:<28} {r.origin}")
-            if not r.ok:
-                print(f"      {r.message}")
-        for e in pm.loaded:
-            print(f"ok    {'hooks':<13} {e.name:<28} {e.origin}")
-        for e, why in pm.failures:
-            print(f"FAIL  {'hooks':<13} {e.name:<28} {e.origin}\n      {why}")
+        rows = [("ok" if r.ok else "FAIL", r.kind, r.name, r.origin, r.message) for r in results]
+        rows += [("ok", "hooks", e.name, e.origin, "") for e in pm.loaded]
+        rows += [("FAIL", "hooks", e.name, e.origin, why) for e, why in pm.failures]
+        _print_table([row[:4] for row in rows], ("STATUS", "KIND", "NAME", "FROM"), notes=[row[4] for row in rows])
         total = len(results) + len(pm.loaded) + len(pm.failures)
         failed = len(bad) + len(pm.failures)
         print(f"\n{total} plugin(s) checked, {failed} broken.")

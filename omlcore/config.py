@@ -140,12 +140,6 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
     return out
 
 
-def _issues_from_validation(exc: ValidationError) -> list[ConfigIssue]:
-    from omlcore.registry import _issue_from_error
-
-    return [_issue_from_error("", err) for err in exc.errors()]
-
-
 def parse_config(data: Mapping[str, Any]) -> BaseModel:
     """Phase 1: the pipeline model for ``data`` (chosen by its ``pipeline`` key). Imports no plugin."""
     pipeline = data.get("pipeline")
@@ -157,7 +151,9 @@ def parse_config(data: Mapping[str, Any]) -> BaseModel:
     try:
         config = model.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigValidationError(_issues_from_validation(exc)) from None
+        from omlcore.registry import issues_from_validation
+
+        raise ConfigValidationError(issues_from_validation(exc, "", data)) from None
     issues = config.cross_field_issues()
     if issues:
         raise ConfigValidationError(issues)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "ComponentBuildError",
     "ConfigError",
     "ConfigIssue",
     "ConfigValidationError",
@@ -23,6 +24,10 @@ __all__ = [
     "PluginTypeError",
     "UnknownKindError",
 ]
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 class OmlcoreError(Exception):
@@ -122,8 +127,8 @@ class PluginTypeError(PluginError, TypeError):
         self.protocol = protocol
         self.missing = list(missing)
         super().__init__(
-            f"{name!r} from {origin} is not a {protocol}: it lacks {', '.join(self.missing)}. "
-            f"See omlcore.protocols.{protocol} for the contract of a {kind}."
+            f"{name!r} from {origin} is not {_a(protocol)}: it lacks {', '.join(self.missing)}. "
+            f"See omlcore.protocols.{protocol} for the contract of {_a(kind)}."
         )
 
 
@@ -144,6 +149,20 @@ class ConfigError(OmlcoreError):
 
 class OverrideError(ConfigError):
     """A command-line override (``trainer.max_epochs=3``) is malformed or cannot be applied."""
+
+
+class ComponentBuildError(ConfigError):
+    """A component's constructor rejected its (well-typed) arguments, e.g. a negative learning rate."""
+
+    def __init__(self, kind: str, name: str, origin: str, args: dict[str, object], cause: BaseException) -> None:
+        self.kind = kind
+        self.name = name
+        self.origin = origin
+        super().__init__(
+            f"Building the {kind} {name!r} from {origin} failed: {type(cause).__name__}: {cause}. "
+            f"Check its args ({', '.join(f'{k}={v!r}' for k, v in args.items()) or 'none given'}); "
+            f"the original traceback is chained (--debug shows it)."
+        )
 
 
 class ConfigValidationError(ConfigError):

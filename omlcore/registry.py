@@ -30,6 +30,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from omlcore import protocols
 from omlcore.errors import (
+    ComponentBuildError,
     ConfigIssue,
     ConfigValidationError,
     PluginConflictError,
@@ -276,14 +277,19 @@ _NESTED_SCHEMA: dict[str, Any] = {
 }
 
 
+_UNRESOLVED = object()
+
+
 def _resolve_annotation(annotation: Any, globalns: dict[str, Any]) -> Any:
+    """The annotation as an object; :data:`_UNRESOLVED` when a string annotation cannot be evaluated
+    (e.g. a name imported only under ``TYPE_CHECKING``)."""
     if annotation is inspect.Parameter.empty:
         return Any
     if isinstance(annotation, str):
         try:
             return eval(annotation, globalns)  # annotations are code by definition (PEP 563)
         except Exception:
-            return Any  # e.g. a name imported only under TYPE_CHECKING: accept any value
+            return _UNRESOLVED
     return annotation
 
 
@@ -295,6 +301,8 @@ class ArgsModel:
     nested: dict[str, tuple[Kind, Literal["one", "list"]]]
     positional_only: tuple[str, ...]
     has_var_kwargs: bool
+    unchecked: tuple[str, ...] = ()
+    """Parameters whose annotation could not be evaluated: they accept any value."""
 
 
 def signature_model(obj: Any, title: str, exclude: Iterable[str] = ()) -> ArgsModel:
@@ -314,6 +322,7 @@ def signature_model(obj: Any, title: str, exclude: Iterable[str] = ()) -> ArgsMo
     fields: dict[str, Any] = {}
     nested: dict[str, tuple[Kind, Literal["one", "list"]]] = {}
     positional_only = []
+    unchecked: list[str] = []
     var_kwargs = False
     for i, (pname, param) in enumerate(sig.parameters.items()):
         if param.kind is param.VAR_KEYWORD:
@@ -324,6 +333,9 @@ def signature_model(obj: Any, title: str, exclude: Iterable[str] = ()) -> ArgsMo
         if param.kind is param.POSITIONAL_ONLY:
             positional_only.append(pname)
         annotation = _resolve_annotation(param.annotation, globalns)
+        if annotation is _UNRESOLVED:
+            unchecked.append(pname)
+            annotation = Any
         default = ... if param.default is param.empty else param.default
         found = _nested_kind(annotation)
         if found is not None:
@@ -346,18 +358,48 @@ def signature_model(obj: Any, title: str, exclude: Iterable[str] = ()) -> ArgsMo
         title=title,
     )
     model = create_model(title, __config__=config, **fields)
-    return ArgsModel(model, nested, tuple(positional_only), var_kwargs)
+    return ArgsModel(model, nested, tuple(positional_only), var_kwargs, tuple(unchecked))
 
 
-def _issue_from_error(prefix: str, err: Mapping[str, Any]) -> ConfigIssue:
-    loc = ".".join(str(p) for p in err["loc"])
-    path = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-    msg = str(err["msg"])
-    msg = msg[:1].lower() + msg[1:]
-    if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-        shown = repr(err["input"])
-        msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
-    return ConfigIssue(path, msg)
+def _config_loc(loc: Sequence[Any], data: Any) -> list[str]:
+    """The parts of a pydantic error location that are places in ``data`` (keys and indices).
+
+    pydantic adds the tags of union members (``'float'``, ``'is-instance[Tensor]'``) to locations; they
+    are not places in the config, so they are dropped by walking ``data`` along the location.
+    """
+    parts: list[str] = []
+    node, inside = data, True
+    for part in loc:
+        if not inside:
+            parts.append(str(part))
+        elif isinstance(node, Mapping):
+            parts.append(str(part))
+            if part in node:
+                node = node[part]
+            else:
+                inside = False  # a missing or unexpected key
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node):
+            parts.append(str(part))
+            node = node[part]
+        # else: a union member's tag, not a place in the config
+    return parts
+
+
+def issues_from_validation(exc: ValidationError, prefix: str, data: Any) -> list[ConfigIssue]:
+    """One :class:`ConfigIssue` per config place from a pydantic error (union alternatives merged)."""
+    merged: dict[str, list[str]] = {}
+    shown: dict[str, str] = {}
+    for err in exc.errors():
+        loc = ".".join(_config_loc(err["loc"], data))
+        path = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        msg = str(err["msg"])
+        msg = msg[:1].lower() + msg[1:]
+        if msg not in merged.setdefault(path, []):
+            merged[path].append(msg)
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and path not in shown:
+            text = repr(err["input"])
+            shown[path] = f" (got {text if len(text) <= 60 else text[:57] + '...'})"
+    return [ConfigIssue(path, "; or ".join(msgs) + shown.get(path, "")) for path, msgs in merged.items()]
 
 
 class Registry:
@@ -479,7 +521,7 @@ class Registry:
         try:
             spec = ComponentSpec.model_validate(spec)
         except ValidationError as exc:
-            return [_issue_from_error(path, e) for e in exc.errors()]
+            return issues_from_validation(exc, path, spec)
         try:
             am = self.args_model(k.name, spec.name)
         except (PluginNotFoundError, PluginConflictError, PluginLoadError, PluginTypeError) as exc:
@@ -493,7 +535,7 @@ class Registry:
         try:
             am.model.model_validate(args)
         except ValidationError as exc:
-            issues += [_issue_from_error(f"{path}.args", e) for e in exc.errors()]
+            issues += issues_from_validation(exc, f"{path}.args", args)
         for pname, (nkind, container) in am.nested.items():
             value = args.get(pname)
             items = value if container == "list" and isinstance(value, list) else [value]
@@ -527,7 +569,11 @@ class Registry:
                 kwargs[pname] = self.build(nkind.name, value)
         kwargs.update(runtime)
         positional = [kwargs.pop(p) for p in am.positional_only if p in kwargs]
-        instance = obj(*positional, **kwargs)
+        try:
+            instance = obj(*positional, **kwargs)
+        except (ValueError, TypeError) as exc:
+            origin = self.entry(k.name, spec.name).origin
+            raise ComponentBuildError(k.name, spec.name, origin, dict(spec.args), exc) from exc
         missing = missing_members(instance, k.protocol, instance=True)
         if missing:
             entry = self.entry(k.name, spec.name)
@@ -543,11 +589,17 @@ class Registry:
                 origin = ", ".join(e.origin for e in offered)
                 try:
                     self.resolve(k.name, name)
-                    self.args_model(k.name, name)
+                    am = self.args_model(k.name, name)
                 except Exception as exc:
                     results.append(CheckResult(k.name, name, origin, False, f"{type(exc).__name__}: {exc}"))
                 else:
-                    results.append(CheckResult(k.name, name, origin, True))
+                    note = ""
+                    if am.unchecked:
+                        note = (
+                            f"note: annotations of {', '.join(am.unchecked)} cannot be evaluated at run time, "
+                            f"so config values for them are not type-checked"
+                        )
+                    results.append(CheckResult(k.name, name, origin, True, note))
         return results
 
 

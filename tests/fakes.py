@@ -76,3 +76,7 @@ class ToyExtractor:
 
     def extract(self, x: Any) -> Any:
         return x
+
+
+class Tensorish:
+    """A type that no config value can be (like ``torch.Tensor``)."""

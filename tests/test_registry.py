@@ -8,7 +8,7 @@ import textwrap
 from typing import Any
 
 import pytest
-from fakes import EnsembleLoss, ForgetsLogs, MarginLoss, NotALoss, Optim, PairMiner
+from fakes import EnsembleLoss, ForgetsLogs, MarginLoss, NotALoss, Optim, PairMiner, Tensorish
 
 import omlcore
 from omlcore.errors import (
@@ -294,3 +294,55 @@ def test_check_reports_broken_and_conflicting(sandbox: PluginSandbox) -> None:
     assert "boom" in results[("loss", "broken")].message
     assert not results[("miner", "pairs")].ok
     assert "PluginConflictError" in results[("miner", "pairs")].message
+
+
+def test_constructor_rejection_is_wrapped_with_context(omlcore_sandbox: PluginSandbox) -> None:
+    class Picky:
+        def __init__(self, margin: float = 0.1) -> None:
+            if margin < 0:
+                raise ValueError(f"margin must be >= 0, got {margin}")
+            self.last_logs: dict[str, float] = {}
+
+        def __call__(self, features: Any, labels: Any) -> Any:
+            return 0.0
+
+    omlcore_sandbox.add("loss", "picky", Picky, distribution="acme", version="1")
+    with pytest.raises(omlcore.ComponentBuildError) as info:
+        omlcore.build("loss", {"name": "picky", "args": {"margin": -1}})
+    assert "Building the loss 'picky' from acme 1 failed: ValueError: margin must be >= 0, got -1.0" in str(info.value)
+    assert "margin=-1" in str(info.value)
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_union_members_do_not_leak_into_paths(omlcore_sandbox: PluginSandbox) -> None:
+    class Opt(Optim):
+        def __init__(self, params: Any, lr: float | Tensorish = 0.1, betas: tuple[float, float] = (0.9, 0.99)) -> None:
+            super().__init__(params)
+
+    omlcore_sandbox.add("optimizer", "opt", Opt)
+    issues = omlcore_sandbox.registry.validate("optimizer", {"name": "opt", "args": {"lr": "abc", "betas": [1, "x"]}})
+    assert [i.path for i in issues] == ["optimizer.args.lr", "optimizer.args.betas.1"]
+    assert "valid number" in issues[0].message
+    assert "instance of Tensorish" in issues[0].message
+    assert issues[0].message.endswith("(got 'abc')")
+
+
+def test_unresolvable_annotations_are_reported_by_check(omlcore_sandbox: PluginSandbox) -> None:
+    namespace: dict[str, Any] = {}
+    exec(
+        "from __future__ import annotations\n"
+        "class Lazy:\n"
+        "    def __init__(self, weights: MissingType = None, k: int = 1):\n"
+        "        self.last_logs = {}\n"
+        "    def __call__(self, features, labels):\n"
+        "        return 0.0\n",
+        namespace,
+    )
+    omlcore_sandbox.add("loss", "lazy", namespace["Lazy"])
+    (result,) = omlcore_sandbox.registry.check()
+    assert result.ok
+    assert "annotations of weights cannot be evaluated" in result.message
+    assert (
+        omlcore_sandbox.registry.validate("loss", {"name": "lazy", "args": {"weights": [1], "k": "x"}})[0].path
+        == "loss.args.k"
+    )
