@@ -67,6 +67,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -225,26 +226,29 @@ def shared_torch_site(session: nox.Session, info: dict[str, Any], python: str = 
             session.log(f"shared torch: reusing {final}")
             return final / "site"
         session.log(f"shared torch: installing {' '.join(TORCH_REQUIREMENTS)} into {final} (once)")
+        # Holding the lock, any <key>.tmp-* folder is the leftover of an interrupted install; so is a
+        # <key> folder without the marker.
+        for leftover in [*TORCH_STORE.glob(f"{key}.tmp-*"), final]:
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = TORCH_STORE / f"{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover without the marker
+        external = python != "python"
+        started = time.monotonic()
         session.run_install(
             python,
-            "-m",
-            "pip",
-            "install",
-            "--progress-bar=off",
-            "--no-warn-script-location",
-            "--target",
-            str(tmp / "site"),
-            *TORCH_REQUIREMENTS,
-            external=python != "python",
+            *("-m", "pip", "install", "--progress-bar=off", "--no-warn-script-location"),
+            *("--target", str(tmp / "site"), *TORCH_REQUIREMENTS),
+            silent=True,
+            external=external,
         )
+        modules = sorted({canonicalize_name(Requirement(r).name) for r in TORCH_REQUIREMENTS} & TORCH_DISTS)
+        check = f"import {', '.join(modules)}; print('imports fine:', {', '.join(m + '.__version__' for m in modules)})"
+        session.run_install(python, "-c", check, env={"PYTHONPATH": str(tmp / "site")}, external=external)
         versions = {
             canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=[str(tmp / "site")])
         }
         (tmp / TORCH_MARKER).write_text(json.dumps({**facts, "installed": versions}, indent=2) + "\n")
         tmp.rename(final)
+        session.log(f"shared torch: installed in {time.monotonic() - started:.0f}s")
     return final / "site"
 
 
