@@ -85,13 +85,13 @@ def _cmd_plugins_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins_check(args: argparse.Namespace) -> int:
-    from omlcore.plugins import make_plugin_manager
+    from omlcore.plugins import get_plugin_manager
     from omlcore.registry import get_registry
 
     results = get_registry().check()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pm = make_plugin_manager()
+        warnings.simplefilter("ignore")  # failures are listed below instead
+        pm = get_plugin_manager()
     bad = [r for r in results if not r.ok]
     if args.json:
         payload = [r.__dict__ for r in results] + [

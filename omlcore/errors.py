@@ -8,7 +8,7 @@ The catalogue with examples is in ``docs/errors.md``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "ComponentBuildError",
@@ -138,6 +138,8 @@ class ConfigIssue:
 
     path: str
     message: str
+    cause: BaseException | None = field(default=None, compare=False, repr=False)
+    """The exception behind the issue, if any (a plugin's import error); chained when raised."""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -175,3 +177,6 @@ class ConfigValidationError(ConfigError):
         lines = [f"{len(self.issues)} problem(s){where}:"]
         lines += [f"  {issue}" for issue in self.issues]
         super().__init__("\n".join(lines))
+        causes = [issue.cause for issue in self.issues if issue.cause is not None]
+        if causes:  # so that tracebacks (and the CLI's --debug) show why a plugin failed
+            self.__cause__ = causes[0]

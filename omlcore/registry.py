@@ -286,8 +286,11 @@ def _resolve_annotation(annotation: Any, globalns: dict[str, Any]) -> Any:
     if annotation is inspect.Parameter.empty:
         return Any
     if isinstance(annotation, str):
+        # Annotations are code by definition (PEP 563). omlcore's protocols are offered as a fallback, so
+        # `miner: Miner` works when a plugin imports Miner only under TYPE_CHECKING.
+        namespace = {name: getattr(protocols, name) for name in protocols.__all__} | globalns
         try:
-            return eval(annotation, globalns)  # annotations are code by definition (PEP 563)
+            return eval(annotation, namespace)
         except Exception:
             return _UNRESOLVED
     return annotation
@@ -378,15 +381,23 @@ def _config_loc(loc: Sequence[Any], data: Any) -> list[str]:
                 node = node[part]
             else:
                 inside = False  # a missing or unexpected key
-        elif isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node):
+        elif isinstance(part, int):  # an index; past the end when an item is missing
             parts.append(str(part))
-            node = node[part]
+            if isinstance(node, (list, tuple)) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                inside = False
         # else: a union member's tag, not a place in the config
     return parts
 
 
-def issues_from_validation(exc: ValidationError, prefix: str, data: Any) -> list[ConfigIssue]:
-    """One :class:`ConfigIssue` per config place from a pydantic error (union alternatives merged)."""
+def issues_from_validation(
+    exc: ValidationError, prefix: str, data: Any, known: Sequence[str] = ()
+) -> list[ConfigIssue]:
+    """One :class:`ConfigIssue` per config place from a pydantic error (union alternatives merged).
+
+    ``known`` are the accepted top-level keys: an unexpected key close to one of them gets a did-you-mean.
+    """
     merged: dict[str, list[str]] = {}
     shown: dict[str, str] = {}
     for err in exc.errors():
@@ -394,6 +405,9 @@ def issues_from_validation(exc: ValidationError, prefix: str, data: Any) -> list
         path = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
         msg = str(err["msg"])
         msg = msg[:1].lower() + msg[1:]
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and known:
+            close = difflib.get_close_matches(str(err["loc"][0]), known, n=1)
+            msg += f"; did you mean {close[0]!r}?" if close else f"; accepted: {', '.join(known)}"
         if msg not in merged.setdefault(path, []):
             merged[path].append(msg)
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err and path not in shown:
@@ -525,7 +539,7 @@ class Registry:
         try:
             am = self.args_model(k.name, spec.name)
         except (PluginNotFoundError, PluginConflictError, PluginLoadError, PluginTypeError) as exc:
-            return [ConfigIssue(f"{path}.name", str(exc))]
+            return [ConfigIssue(f"{path}.name", str(exc), cause=exc.__cause__ or exc)]
         issues = [
             ConfigIssue(f"{path}.args.{a}", "is passed by the pipeline at run time; remove it from the config")
             for a in spec.args
@@ -535,7 +549,8 @@ class Registry:
         try:
             am.model.model_validate(args)
         except ValidationError as exc:
-            issues += issues_from_validation(exc, f"{path}.args", args)
+            known = [f.alias for f in am.model.model_fields.values() if f.alias]
+            issues += issues_from_validation(exc, f"{path}.args", args, known)
         for pname, (nkind, container) in am.nested.items():
             value = args.get(pname)
             items = value if container == "list" and isinstance(value, list) else [value]

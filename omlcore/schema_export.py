@@ -84,9 +84,9 @@ def _kind_schema(
         options.append(option)
     if not options:
         generic = ComponentSpec.model_json_schema()
-        generic["description"] = f"A {k.name} ({k.summary}); no {k.name} plugin was installed at export time."
+        generic["description"] = f"Any {k.name} ({k.summary}): no {k.name} plugin was installed at export time."
         return generic
-    return {"description": f"A {k.name} ({k.summary}): one of the installed plugins.", "oneOf": options}
+    return {"description": f"One of the installed {k.name} plugins ({k.summary}).", "oneOf": options}
 
 
 def _retarget(node: Any, kinds: set[str], kind: str | None = None) -> Any:

@@ -167,7 +167,7 @@ def test_plugin_phase_reports_paths(plugins: PluginSandbox, tmp_path: Path) -> N
     with pytest.raises(ConfigValidationError) as info:
         load_config(path, ["loss.args.margn=0.1", "extractor.name=toy_extractr", "optimizer.args.lr=fast"])
     lines = [str(i) for i in info.value.issues]
-    assert "loss.args.margn: extra inputs are not permitted" in lines
+    assert "loss.args.margn: extra inputs are not permitted; did you mean 'margin'?" in lines
     assert any(line.startswith("extractor.name: No extractor named 'toy_extractr'") for line in lines)
     assert any(line.startswith("optimizer.args.lr: input should be a valid number") for line in lines)
     assert str(path) in str(info.value)

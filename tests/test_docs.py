@@ -11,6 +11,7 @@ These need the repository's plugins and the docs example installed: run by ``nox
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -80,9 +81,11 @@ def parse_console(code: str) -> list[tuple[str, list[str], int]]:
 def test_console_blocks_run(path: Path, block: Block) -> None:
     steps = parse_console(block.code)
     assert steps, f"{rel(path)}:{block.line}: a console block without '$ ' commands"
+    # the commands of this interpreter's environment (`omlcore`) come first on PATH
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     for command, expected, status in steps:
         out = subprocess.run(
-            ["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+            ["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=600, check=False, env=env
         )
         printed = [line.rstrip() for line in (out.stdout + out.stderr).splitlines()]
         where = f"{rel(path)}:{block.line}: `{command}`"

@@ -90,7 +90,7 @@ def test_validate_reports_every_problem_with_paths(sandbox: PluginSandbox) -> No
         "loss",
     )
     by_path = {i.path: i.message for i in issues}
-    assert by_path["loss.args.margn"] == "extra inputs are not permitted"
+    assert by_path["loss.args.margn"] == "extra inputs are not permitted; did you mean 'margin'?"
     assert "valid number" in by_path["loss.args.margin"]
     assert "'abc'" in by_path["loss.args.margin"]
     assert "Did you mean 'pairs'" in by_path["loss.args.miner.name"]
@@ -103,7 +103,9 @@ def test_validate_nested_args_and_list_items(sandbox: PluginSandbox) -> None:
         {"name": "ensemble", "args": {"parts": [{"name": "margin"}, {"name": "margin", "args": {"x": 1}}]}},
         "criterion",
     )
-    assert [str(i) for i in issues] == ["criterion.args.parts.1.args.x: extra inputs are not permitted"]
+    assert [str(i) for i in issues] == [
+        "criterion.args.parts.1.args.x: extra inputs are not permitted; accepted: margin, miner, reduction"
+    ]
 
 
 def test_nested_value_of_wrong_shape(sandbox: PluginSandbox) -> None:
