@@ -180,6 +180,12 @@ def _scrambled_global_rngs() -> Iterator[Callable[[int], None]]:
             np.random.set_state(np_state)
 
 
+def _some(items: Sequence[Any], limit: int = 8) -> str:
+    """``items`` for a failure message, cut after ``limit`` entries."""
+    shown = ", ".join(map(repr, items[:limit]))
+    return f"[{shown}]" if len(items) <= limit else f"[{shown}, ...] ({len(items)} in all)"
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -528,14 +534,14 @@ class MinerConformance(ComponentConformance):
         )
         size = labels.shape[0]
         for name, t in (("anchors", anchors), ("positives", positives), ("negatives", negatives)):
-            outside = (t < 0) | (t >= size)
-            assert not bool(outside.any()), f"{name} holds indices outside range(0, {size}): {t[outside].tolist()}"
+            outside = t[(t < 0) | (t >= size)].tolist()
+            assert not outside, f"{name} holds indices outside range(0, {size}): {_some(outside)}"
         same_item = (anchors == positives).nonzero().flatten().tolist()
-        assert not same_item, f"anchor equals positive at triplets {same_item}"
+        assert not same_item, f"anchor equals positive at triplets {_some(same_item)}"
         bad_pos = (labels[anchors] != labels[positives]).nonzero().flatten().tolist()
-        assert not bad_pos, f"positive with another label at triplets {bad_pos}"
+        assert not bad_pos, f"positive with another label at triplets {_some(bad_pos)}"
         bad_neg = (labels[anchors] == labels[negatives]).nonzero().flatten().tolist()
-        assert not bad_neg, f"negative with the same label at triplets {bad_neg}"
+        assert not bad_neg, f"negative with the same label at triplets {_some(bad_neg)}"
         return int(anchors.numel())
 
     def test_returns_valid_triplets(self, component: Any, miner_batch: tuple[Tensor, Tensor]) -> None:
@@ -1113,7 +1119,7 @@ class RetrievalPostprocessorConformance(ComponentConformance):
         inputs = retrieval_result(self._top_n(component) + 3)
         new_d, _ = self._process(component, inputs, postprocessor_dataset)
         unsorted = (new_d[:, 1:] < new_d[:, :-1]).any(dim=1)
-        assert not bool(unsorted.any()), f"rows {unsorted.nonzero().flatten().tolist()} are not sorted ascending"
+        assert not bool(unsorted.any()), f"rows {_some(unsorted.nonzero().flatten().tolist())} are not sorted ascending"
 
     def test_columns_after_top_n_unchanged(
         self,
@@ -1252,7 +1258,7 @@ class KnnBackendConformance(ComponentConformance):
         for k in (1, 5, n_gallery, n_gallery + 7):
             distances, indices = self._search(component, queries, gallery, k)
             unsorted = (distances[:, 1:] < distances[:, :-1]).any(dim=1)
-            assert not bool(unsorted.any()), f"k={k}: rows {unsorted.nonzero().flatten().tolist()} not sorted"
+            assert not bool(unsorted.any()), f"k={k}: rows {_some(unsorted.nonzero().flatten().tolist())} not sorted"
             outside = ((indices < 0) | (indices >= n_gallery)).any()
             assert not bool(outside), f"k={k}: indices outside range(0, {n_gallery})"
             for row in indices.tolist():

@@ -3,8 +3,9 @@
 1. Every suite is subclassed for the reference implementations in ``toys.py``, named through a sandbox
    registry (``kind_name``/``args``) or given directly (a ``component``/``make_component`` fixture);
    all of them must pass.
-2. Deliberately broken variants are run through the suites in an inner pytest session (``pytester``);
-   exactly the checks that the defect breaks must fail, and the protocol check must still pass.
+2. Deliberately broken variants are run through the suites in one inner pytest session (a
+   subprocess, read back from its JUnit report); exactly the checks that the defect breaks must fail,
+   and the protocol check must still pass. Misused suites must say what to fix.
 3. Importing the kit stays torch-free, the suites are not collected by themselves, and the lazy
    exports of :mod:`omlcore.testing` are the suites.
 
@@ -736,7 +737,17 @@ class InnerSession:
             self.modules[case] = module
         report = root / "report.xml"
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={report}", str(root)],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--tb=line",
+                f"--junitxml={report}",
+                str(root),
+            ],
             cwd=root,
             capture_output=True,
             text=True,
@@ -782,7 +793,8 @@ def test_failure_messages_say_what_is_wrong(inner: InnerSession) -> None:
     """A failing check explains itself (the kit's asserts carry messages and are rewritten by pytest)."""
     outcome, text = inner.results("miner returns self-pairs")["TestBad::test_returns_valid_triplets"]
     assert outcome == "failed"
-    assert "AssertionError: anchor equals positive at triplets [0, 1, 2" in text
+    assert "AssertionError: anchor equals positive at triplets [0, 1, 2, 3, 4, 5, 6, 7, ...] (576 in all)" in text
+    assert "assert not [0, 1, 2, 3, 4, 5, ...]" in text  # pytest's own explanation: the assert was rewritten
     outcome, text = inner.results("kNN breaks ties by the larger index")["TestBad::test_ties_broken_by_smaller_index"]
     assert "k=5: ties not broken by the smaller gallery index" in text
 
