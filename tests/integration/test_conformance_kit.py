@@ -735,6 +735,9 @@ class InnerSession:
             module = f"test_case_{i:02d}"
             (root / f"{module}.py").write_text(HEADER + textwrap.dedent(source))
             self.modules[case] = module
+        # Its own (empty) config: otherwise a temp folder inside the repository (nox's TMPDIR) makes the
+        # inner session pick up the repository's pyproject.toml as its rootdir and config.
+        (root / "pytest.ini").write_text("[pytest]\n")
         report = root / "report.xml"
         done = subprocess.run(
             [
@@ -758,6 +761,7 @@ class InnerSession:
         self.outcomes: dict[tuple[str, str], tuple[str, str]] = {}
         for case in ElementTree.parse(report).getroot().iter("testcase"):
             module, cls = case.get("classname", "").rsplit(".", 1)
+            module = module.rsplit(".", 1)[-1]  # the classname is dotted from the rootdir
             outcome, text = "passed", ""
             for child in case:
                 if child.tag in ("failure", "error", "skipped"):
