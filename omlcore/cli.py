@@ -119,6 +119,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, args.overrides, check_plugins=not args.structure_only)
     except ConfigValidationError as exc:
+        if args.debug and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__)
         print(f"{args.config}: invalid config, {len(exc.issues)} problem(s):", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)

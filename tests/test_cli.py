@@ -225,3 +225,17 @@ def test_overrides_before_and_after_options(
         main(["check", str(train_yaml), "--bogus"])
     assert info.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_debug_shows_a_broken_plugins_traceback(
+    plugins: PluginSandbox, train_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugins.add("loss", "fragile", error=ImportError("libfoo.so: cannot open shared object file"))
+    code, _, err = run(capsys, "check", str(train_yaml), "loss.name=fragile")
+    assert code == 2
+    assert "loss.name: The loss 'fragile' from fake-plugin 0.0.0 failed to load" in err
+    assert "Traceback" not in err
+    code, _, err = run(capsys, "--debug", "check", str(train_yaml), "loss.name=fragile")
+    assert code == 2
+    assert "Traceback (most recent call last)" in err
+    assert "ImportError: libfoo.so: cannot open shared object file" in err
