@@ -9,10 +9,9 @@ with a warning; ``omlcore plugins check`` reports it and fails.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from omlcore import hookspecs
+from omlcore._active import ActiveSlot
 from omlcore.registry import disabled_from_env, normalize_dist
 
 if TYPE_CHECKING:
@@ -128,30 +128,17 @@ def make_plugin_manager(
     return pm
 
 
-_active: PluginManager | None = None
-_lock = threading.Lock()
+_ACTIVE: ActiveSlot[PluginManager] = ActiveSlot(make_plugin_manager)
 
 
 def get_plugin_manager() -> PluginManager:
     """The process-wide manager, created (and hook plugins imported) on first use only."""
-    global _active
-    with _lock:
-        if _active is None:
-            _active = make_plugin_manager()
-        return _active
+    return _ACTIVE.get()
 
 
-@contextmanager
-def use_plugin_manager(pm: PluginManager) -> Iterator[PluginManager]:
+def use_plugin_manager(pm: PluginManager) -> AbstractContextManager[PluginManager]:
     """Make ``pm`` the process-wide manager inside the ``with`` block."""
-    global _active
-    with _lock:
-        previous, _active = _active, pm
-    try:
-        yield pm
-    finally:
-        with _lock:
-            _active = previous
+    return _ACTIVE.use(pm)
 
 
 def collect_trainer_callbacks(config: BaseModel, pm: PluginManager | None = None) -> list[Any]:

@@ -21,7 +21,7 @@ import sys
 import threading
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal, Union
@@ -29,6 +29,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from omlcore import protocols
+from omlcore._active import ActiveSlot
 from omlcore.errors import (
     ComponentBuildError,
     ConfigIssue,
@@ -638,30 +639,17 @@ def _field_value(parsed: BaseModel, alias: str) -> Any:
     raise KeyError(alias)
 
 
-_active: Registry | None = None
-_active_lock = threading.Lock()
+_ACTIVE: ActiveSlot[Registry] = ActiveSlot(Registry)
 
 
 def get_registry() -> Registry:
     """The registry the module-level functions use (created on first use)."""
-    global _active
-    with _active_lock:
-        if _active is None:
-            _active = Registry()
-        return _active
+    return _ACTIVE.get()
 
 
-@contextmanager
-def use_registry(registry: Registry) -> Iterator[Registry]:
+def use_registry(registry: Registry) -> AbstractContextManager[Registry]:
     """Make ``registry`` the active one inside the ``with`` block (tests, sandboxes)."""
-    global _active
-    with _active_lock:
-        previous, _active = _active, registry
-    try:
-        yield registry
-    finally:
-        with _active_lock:
-            _active = previous
+    return _ACTIVE.use(registry)
 
 
 def available(kind: str) -> list[str]:
