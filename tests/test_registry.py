@@ -348,3 +348,34 @@ def test_unresolvable_annotations_are_reported_by_check(omlcore_sandbox: PluginS
         omlcore_sandbox.registry.validate("loss", {"name": "lazy", "args": {"weights": [1], "k": "x"}})[0].path
         == "loss.args.k"
     )
+
+
+def test_protocol_imported_only_for_type_checking_still_nests(
+    fake_distribution: Any, omlcore_sandbox: PluginSandbox
+) -> None:
+    fake_distribution(
+        "acme-nested",
+        {},
+        {
+            "acme_nested": """
+            from __future__ import annotations
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                from omlcore.protocols import Miner
+
+            class WithMiner:
+                def __init__(self, miner: Miner | None = None) -> None:
+                    self.miner, self.last_logs = miner, {}
+
+                def __call__(self, features, labels):
+                    return 0.0
+            """
+        },
+    )
+    omlcore_sandbox.add("loss", "with_miner", value="acme_nested:WithMiner")
+    omlcore_sandbox.add("miner", "pairs", PairMiner)
+    assert isinstance(
+        omlcore.build("loss", {"name": "with_miner", "args": {"miner": {"name": "pairs"}}}).miner, PairMiner
+    )
+    issues = omlcore_sandbox.registry.validate("loss", {"name": "with_miner", "args": {"miner": {"name": "nope"}}})
+    assert [i.path for i in issues] == ["loss.args.miner.name"]
