@@ -17,10 +17,10 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
-import sys
 import threading
+import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -234,7 +234,7 @@ def _nested_kind(tp: Any) -> tuple[Kind, Literal["one", "list"], bool] | None:
         return by_proto[tp], "one", False
     origin = typing.get_origin(tp)
     targs = typing.get_args(tp)
-    if origin is Union or (sys.version_info >= (3, 10) and type(tp).__name__ == "UnionType"):
+    if origin is Union or origin is types.UnionType:
         rest = [a for a in targs if a is not type(None)]
         if len(rest) == 1 and len(rest) < len(targs):
             inner = _nested_kind(rest[0])
@@ -304,7 +304,6 @@ class ArgsModel:
     model: type[BaseModel]
     nested: dict[str, tuple[Kind, Literal["one", "list"]]]
     positional_only: tuple[str, ...]
-    has_var_kwargs: bool
     unchecked: tuple[str, ...] = ()
     """Parameters whose annotation could not be evaluated: they accept any value."""
 
@@ -362,7 +361,7 @@ def signature_model(obj: Any, title: str, exclude: Iterable[str] = ()) -> ArgsMo
         title=title,
     )
     model = create_model(title, __config__=config, **fields)
-    return ArgsModel(model, nested, tuple(positional_only), var_kwargs, tuple(unchecked))
+    return ArgsModel(model, nested, tuple(positional_only), tuple(unchecked))
 
 
 def _config_loc(loc: Sequence[Any], data: Any) -> list[str]:
@@ -575,7 +574,7 @@ class Registry:
         obj = self.resolve(k.name, spec.name)
         am = self.args_model(k.name, spec.name)
         parsed = am.model.model_validate(spec.args)
-        kwargs = {pname: _field_value(parsed, pname) for pname in _field_names(parsed)}
+        kwargs = _values_by_alias(parsed)
         kwargs.update(parsed.model_extra or {})
         for pname, (nkind, container) in am.nested.items():
             value = kwargs[pname]
@@ -626,17 +625,9 @@ def _returns(obj: Any) -> Callable[[], Any]:
     return load
 
 
-def _field_names(parsed: BaseModel) -> Iterator[str]:
-    for info in type(parsed).model_fields.values():
-        if info.alias is not None:
-            yield info.alias
-
-
-def _field_value(parsed: BaseModel, alias: str) -> Any:
-    for fname, info in type(parsed).model_fields.items():
-        if info.alias == alias:
-            return getattr(parsed, fname)
-    raise KeyError(alias)
+def _values_by_alias(parsed: BaseModel) -> dict[str, Any]:
+    """The validated values under their parameter names (fields are named p0, p1... internally)."""
+    return {info.alias: getattr(parsed, name) for name, info in type(parsed).model_fields.items() if info.alias}
 
 
 _ACTIVE: ActiveSlot[Registry] = ActiveSlot(Registry)
