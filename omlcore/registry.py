@@ -129,6 +129,10 @@ _SCHEDULERS = (
 EXTRA_HINTS: dict[tuple[str, str], str] = {
     **{("optimizer", n): "optim" for n in (*_OPTIMIZERS, "rprop", "sgd")},
     **{("scheduler", n): "optim" for n in _SCHEDULERS},
+    **{
+        ("transform", n): "albumentations"
+        for n in ("augs_albu", "norm_albu", "norm_resize_albu", "norm_resize_albu_clip")
+    },
 }
 
 
