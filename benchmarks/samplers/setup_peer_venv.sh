@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build the peer venv for the sampler benchmark: open-metric-learning 4.0.0 (OML) with numpy<2 and
+# omegaconf (OML 4.0 imports it without declaring it), in benchmarks/samplers/.venv-oml.
+#
+# torch is not installed a second time (~5.5 GB): the venv gets a .pth file pointing at the repository's
+# shared torch store (.torch/<key>/site, see the docstring of noxfile.py), so pip sees torch/torchvision
+# as installed. The .pth entry comes after the venv's own site-packages, so the venv's numpy<2 wins
+# over the numpy 2 that the shared store also holds.
+#
+# Usage: benchmarks/samplers/setup_peer_venv.sh [python3]   (re-running it is cheap: pip finds everything)
+# Env:   OMLCORE_TORCH_DIR  where the shared torch store lives (default: <repo>/.torch)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+python="${1:-python3}"
+venv="$here/.venv-oml"
+store="${OMLCORE_TORCH_DIR:-$root/.torch}"
+
+site=""
+for marker in "$store"/*/shared-torch.json; do
+    [ -f "$marker" ] || continue
+    if "$python" -c 'import json, sys, sysconfig; m = json.load(open(sys.argv[1])); sys.exit(m["tag"] != sys.implementation.cache_tag or m["platform"] != sysconfig.get_platform())' "$marker"; then
+        site="$(dirname "$marker")/site"
+        break
+    fi
+done
+if [ -z "$site" ]; then
+    echo "no shared torch install for $("$python" --version) in $store." >&2
+    echo "Create one with a nox session that needs torch (e.g. 'python3 -m nox -s typecheck'), or set OMLCORE_TORCH_DIR." >&2
+    exit 2
+fi
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+purelib="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo "$site" > "$purelib/_omlcore_shared_torch.pth"
+echo "peer venv: $venv (torch from $site)"
+
+pins="$(mktemp)"
+trap 'rm -f "$pins"' EXIT
+# pip must not replace the shared torch (a second 5.5 GB copy)
+"$venv/bin/python" - "$site" > "$pins" <<'PY'
+import sys
+from importlib import metadata
+for d in metadata.distributions(path=[sys.argv[1]]):
+    if d.metadata["Name"].lower() in ("torch", "torchvision"):
+        print(f"{d.metadata['Name']}=={d.version}")
+PY
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --progress-bar=off -c "$pins" \
+    "open-metric-learning==4.0.0" "numpy<2" omegaconf
+"$venv/bin/python" -c 'import numpy, torch, oml; from oml.samplers.balance import BalanceSampler; print("ok: oml", getattr(oml, "__version__", "?"), "| numpy", numpy.__version__, "| torch", torch.__version__)'
