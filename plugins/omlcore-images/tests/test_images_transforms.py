@@ -1,0 +1,129 @@
+"""The torchvision transform factories through the registry, the conformance suite, pretrained lookup."""
+
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from omlcore_images import get_transforms_for_pretrained, register_pretrained_transform
+from omlcore_images.errors import PretrainedTransformNotFoundError
+from omlcore_images.readers import imread_cv2, imread_pillow, reader_for_transform
+from PIL import Image
+
+import omlcore
+from omlcore.errors import ConfigValidationError
+from omlcore.testing.conformance import TransformFactoryConformance
+
+NAMES = ["augs_hypvit_torch", "augs_torch", "norm_resize_hypvit_torch", "norm_resize_torch", "norm_torch"]
+
+
+def sample() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))
+
+
+def test_entry_points_are_declared() -> None:
+    eps = {ep.name for ep in metadata.distribution("omlcore-images").entry_points if ep.group == "omlcore.transforms"}
+    assert sorted(eps) == NAMES
+    assert set(NAMES) <= set(omlcore.available("transform"))
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "shape"),
+    [
+        ("norm_torch", {}, (3, 50, 70)),
+        ("norm_resize_torch", {"im_size": 32}, (3, 32, 32)),
+        ("augs_torch", {"im_size": 24}, (3, 24, 24)),
+        ("augs_hypvit_torch", {}, (3, 224, 224)),
+        ("augs_hypvit_torch", {"im_size": 40, "min_scale": 0.5}, (3, 40, 40)),
+        ("norm_resize_hypvit_torch", {"im_size": 64, "crop_size": 48}, (3, 48, 48)),
+    ],
+)
+def test_build_from_config(name: str, args: dict[str, Any], shape: tuple[int, ...]) -> None:
+    t = omlcore.build("transform", {"name": name, "args": args})
+    out = t(sample())
+    assert tuple(out.shape) == shape and out.dtype == torch.float32
+    assert reader_for_transform(t) is imread_pillow
+
+
+def test_normalisation_values() -> None:
+    img = Image.new("RGB", (2, 2), (255, 0, 128))
+    out = omlcore.build("transform", {"name": "norm_torch", "args": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}})(
+        img
+    )
+    assert torch.allclose(out[:, 0, 0], torch.tensor([1.0, -1.0, 128 / 255 * 2 - 1]), atol=1e-6)
+
+
+def test_numpy_input_is_accepted() -> None:
+    arr = np.asarray(sample()).copy()
+    assert omlcore.build("transform", {"name": "norm_resize_torch", "args": {"im_size": 16}})(arr).shape == (3, 16, 16)
+
+
+def test_bad_args_are_rejected_with_their_path() -> None:
+    with pytest.raises(ConfigValidationError, match="im_sise"):
+        omlcore.build("transform", {"name": "norm_resize_torch", "args": {"im_sise": 3}})
+    with pytest.raises(omlcore.errors.ComponentBuildError, match="positive"):
+        omlcore.build("transform", {"name": "norm_resize_torch", "args": {"im_size": 0}})
+
+
+class FakeAlbu:
+    """Stands in for an albumentations transform: only its module name matters to the reader choice."""
+
+
+FakeAlbu.__module__ = "albumentations.core.composition"
+
+
+def test_reader_follows_the_transform_family() -> None:
+    assert reader_for_transform(FakeAlbu()) is imread_cv2
+    assert reader_for_transform(lambda x: x) is imread_pillow
+
+
+def test_pretrained_transforms() -> None:
+    t, reader = get_transforms_for_pretrained("resnet50_imagenet1k_v2")
+    assert reader is imread_pillow and tuple(t(sample()).shape) == (3, 224, 224)
+    with pytest.raises(PretrainedTransformNotFoundError, match=r"resnet50_imagenet1k_v3.*Did you mean.*Known keys"):
+        get_transforms_for_pretrained("resnet50_imagenet1k_v3")
+
+
+def test_pretrained_in_process_registration() -> None:
+    register_pretrained_transform("my_key_for_test", lambda: FakeAlbu())
+    t, reader = get_transforms_for_pretrained("my_key_for_test")
+    assert isinstance(t, FakeAlbu) and reader is imread_cv2
+
+
+class SamplePIL:
+    @pytest.fixture
+    def sample_input(self) -> Image.Image:
+        return sample()
+
+
+class TestNormResizeConformance(SamplePIL, TransformFactoryConformance):
+    kind_name = "norm_resize_torch"
+    args = {"im_size": 32}
+    expected_shape = (3, 32, 32)
+
+
+class TestNormConformance(SamplePIL, TransformFactoryConformance):
+    kind_name = "norm_torch"
+    expected_shape = (3, 50, 70)
+
+
+class TestHypvitEvalConformance(SamplePIL, TransformFactoryConformance):
+    kind_name = "norm_resize_hypvit_torch"
+    args = {"im_size": 40, "crop_size": 32}
+    expected_shape = (3, 32, 32)
+
+
+class TestAugsConformance(SamplePIL, TransformFactoryConformance):
+    kind_name = "augs_torch"
+    args = {"im_size": 32}
+    expected_shape = (3, 32, 32)
+    deterministic = False
+
+
+class TestHypvitAugsConformance(SamplePIL, TransformFactoryConformance):
+    kind_name = "augs_hypvit_torch"
+    args = {"im_size": 32}
+    expected_shape = (3, 32, 32)
+    deterministic = False
