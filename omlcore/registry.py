@@ -133,6 +133,11 @@ EXTRA_HINTS: dict[tuple[str, str], str] = {
         ("transform", n): "albumentations"
         for n in ("augs_albu", "norm_albu", "norm_resize_albu", "norm_resize_albu_clip")
     },
+    **{("sampler", n): "samplers" for n in ("balance", "category_balance", "distinct_category_balance")},
+    **{
+        ("transform", n): "images"
+        for n in ("augs_torch", "norm_torch", "norm_resize_torch", "augs_hypvit_torch", "norm_resize_hypvit_torch")
+    },
 }
 
 
@@ -308,6 +313,8 @@ class ArgsModel:
     model: type[BaseModel]
     nested: dict[str, tuple[Kind, Literal["one", "list"]]]
     positional_only: tuple[str, ...]
+    accepts: frozenset[str] | None
+    """Every parameter name the constructor takes, run-time ones included; None if it takes ``**kwargs``."""
     unchecked: tuple[str, ...] = ()
     """Parameters whose annotation could not be evaluated: they accept any value."""
 
@@ -365,7 +372,8 @@ def signature_model(obj: Any, title: str, exclude: Iterable[str] = ()) -> ArgsMo
         title=title,
     )
     model = create_model(title, __config__=config, **fields)
-    return ArgsModel(model, nested, tuple(positional_only), tuple(unchecked))
+    accepts = None if var_kwargs else frozenset(sig.parameters)
+    return ArgsModel(model, nested, tuple(positional_only), accepts, tuple(unchecked))
 
 
 def _config_loc(loc: Sequence[Any], data: Any) -> list[str]:
@@ -586,7 +594,13 @@ class Registry:
                 kwargs[pname] = [self.build(nkind.name, v) if isinstance(v, ComponentSpec) else v for v in value]
             elif isinstance(value, ComponentSpec):
                 kwargs[pname] = self.build(nkind.name, value)
-        kwargs.update(runtime)
+        # A kind's run-time arguments are offered to every component of the kind; each takes the ones
+        # its constructor names (a `balance` sampler needs `labels` but not `label2category`).
+        kwargs.update(
+            (name, value)
+            for name, value in runtime.items()
+            if name not in k.runtime_args or am.accepts is None or name in am.accepts
+        )
         positional = [kwargs.pop(p) for p in am.positional_only if p in kwargs]
         try:
             instance = obj(*positional, **kwargs)

@@ -379,3 +379,29 @@ def test_protocol_imported_only_for_type_checking_still_nests(
     )
     issues = omlcore_sandbox.registry.validate("loss", {"name": "with_miner", "args": {"miner": {"name": "nope"}}})
     assert [i.path for i in issues] == ["loss.args.miner.name"]
+
+
+def test_runtime_args_offered_only_to_constructors_that_take_them(omlcore_sandbox: PluginSandbox) -> None:
+    class Plain:
+        def __init__(self, labels: list[int], n_labels: int = 2) -> None:
+            self.labels = labels
+
+        def __iter__(self) -> Any:
+            return iter([])
+
+        def __len__(self) -> int:
+            return 0
+
+    class WithCategories(Plain):
+        def __init__(self, labels: list[int], label2category: dict[int, int], n_labels: int = 2) -> None:
+            super().__init__(labels)
+            self.label2category = label2category
+
+    omlcore_sandbox.add("sampler", "plain", Plain)
+    omlcore_sandbox.add("sampler", "cats", WithCategories)
+    runtime = {"labels": [0, 1], "label2category": {0: 0, 1: 1}}
+    assert omlcore.build("sampler", {"name": "plain"}, **runtime).labels == [0, 1]
+    assert omlcore.build("sampler", {"name": "cats"}, **runtime).label2category == {0: 0, 1: 1}
+    # anything else that a constructor does not take is still an error
+    with pytest.raises(omlcore.ComponentBuildError, match="unexpected keyword argument 'unexpected'"):
+        omlcore.build("sampler", {"name": "plain"}, labels=[0], unexpected=1)

@@ -154,11 +154,14 @@ def _assert_same(a: Any, b: Any, what: str) -> None:
 @contextmanager
 def _scrambled_global_rngs() -> Iterator[Callable[[int], None]]:
     """Yield ``scramble(n)`` that reseeds Python's, torch's (and numpy's) global RNGs with ``n``; the
-    previous states are restored on exit. Shows whether a seeded component secretly uses them."""
-    import torch
-
+    previous states are restored on exit. Shows whether a seeded component secretly uses them.
+    torch and numpy are optional: a pure-numpy sampler is checked without torch installed."""
+    try:
+        torch: Any = importlib.import_module("torch")
+    except ImportError:
+        torch = None
     py_state = random.getstate()
-    torch_state = torch.get_rng_state()
+    torch_state = torch.get_rng_state() if torch is not None else None
     try:
         np: Any = importlib.import_module("numpy")
         np_state = np.random.get_state()
@@ -167,7 +170,8 @@ def _scrambled_global_rngs() -> Iterator[Callable[[int], None]]:
 
     def scramble(n: int) -> None:
         random.seed(n)
-        torch.manual_seed(n)
+        if torch is not None:
+            torch.manual_seed(n)
         if np is not None:
             np.random.seed(n)
 
@@ -175,7 +179,8 @@ def _scrambled_global_rngs() -> Iterator[Callable[[int], None]]:
         yield scramble
     finally:
         random.setstate(py_state)
-        torch.set_rng_state(torch_state)
+        if torch is not None:
+            torch.set_rng_state(torch_state)
         if np is not None:
             np.random.set_state(np_state)
 
