@@ -35,28 +35,36 @@ def codes(report: Report) -> set[str]:
 
 def test_a_valid_file_has_no_problem(write_csv: WriteCsv) -> None:
     report = check_dataframe(write_csv(csv(*GOOD)))
-    assert report.problems == [] and report.ok and report.n_rows == 4
+    assert report.problems == []
+    assert report.ok
+    assert report.n_rows == 4
 
 
 def test_missing_required_columns_are_all_named(write_csv: WriteCsv) -> None:
     report = check_dataframe(write_csv("label,path\n0,images/a.png"))
     p = problem(report, "missing_column")
-    assert "split, is_query, is_gallery" in p.message and p.severity == "error"
+    assert "split, is_query, is_gallery" in p.message
+    assert p.severity == "error"
 
 
 def test_unknown_split_with_lines_and_suggestion(write_csv: WriteCsv) -> None:
     report = check_dataframe(write_csv(csv(*GOOD, "1,images/a.png,val,True,True", "1,images/a.png,val,True,True")))
     p = problem(report, "bad_split")
-    assert p.column == "split" and p.lines == (6, 7)
-    assert "'val'" in p.message and "did you mean 'validation'" in p.message
-    assert "column 'split'" in str(p) and "lines 6, 7" in str(p)
+    assert p.column == "split"
+    assert p.lines == (6, 7)
+    assert "'val'" in p.message
+    assert "did you mean 'validation'" in p.message
+    assert "column 'split'" in str(p)
+    assert "lines 6, 7" in str(p)
 
 
 @pytest.mark.parametrize("value", ["yes", "2", "maybe"])
 def test_non_boolean_flags(write_csv: WriteCsv, value: str) -> None:
     report = check_dataframe(write_csv(csv(*GOOD, f"1,images/a.png,validation,{value},True")))
     p = problem(report, "bad_flag")
-    assert p.column == "is_query" and p.lines == (6,) and repr(value) in p.message
+    assert p.column == "is_query"
+    assert p.lines == (6,)
+    assert repr(value) in p.message
 
 
 @pytest.mark.parametrize(("q", "g"), [("1", "0"), ("true", "FALSE"), ("1.0", "0.0")])
@@ -69,7 +77,8 @@ def test_flags_on_train_rows_and_empty_flags_on_validation(write_csv: WriteCsv) 
     report = check_dataframe(write_csv(csv(*GOOD, "0,images/a.png,train,True,", "1,images/b.png,validation,,True")))
     assert problem(report, "flag_on_train").lines == (6,)
     p = problem(report, "empty_flag")
-    assert p.lines == (7,) and p.column == "is_query"
+    assert p.lines == (7,)
+    assert p.column == "is_query"
 
 
 def test_neither_query_nor_gallery(write_csv: WriteCsv) -> None:
@@ -82,7 +91,8 @@ def test_query_without_gallery_is_a_warning(write_csv: WriteCsv) -> None:
     report = check_dataframe(write_csv(csv(*rows)))
     p = problem(report, "query_without_gallery")
     # label 2: no gallery at all; label 3: its only gallery item is itself
-    assert p.severity == "warning" and p.lines == (6, 7)
+    assert p.severity == "warning"
+    assert p.lines == (6, 7)
     assert report.ok
 
 
@@ -133,7 +143,10 @@ def test_bbox_needs_all_four_columns(write_csv: WriteCsv) -> None:
 def test_missing_files_are_reported_with_the_root(write_csv: WriteCsv, tmp_path: Path) -> None:
     report = check_dataframe(write_csv(csv(*GOOD, "0,images/nope.png,train,,", "0,/abs/nope.png,train,,")))
     p = problem(report, "missing_file")
-    assert p.lines == (6, 7) and p.column == "path" and str(tmp_path) in p.message and "nope.png" in p.message
+    assert p.lines == (6, 7)
+    assert p.column == "path"
+    assert str(tmp_path) in p.message
+    assert "nope.png" in p.message
 
 
 def test_paths_resolve_against_root_or_absolute(write_csv: WriteCsv, tmp_path: Path) -> None:
@@ -154,7 +167,8 @@ def test_empty_and_header_only_and_not_utf8(tmp_path: Path) -> None:
     latin.write_bytes((HEAD + "\n0,images/caf\xe9.png,train,,\n").encode("latin-1"))
     report = check_dataframe(latin)
     p = problem(report, "not_utf8")
-    assert p.lines == (2,) and "0xe9" in p.message
+    assert p.lines == (2,)
+    assert "0xe9" in p.message
     assert not check_dataframe(tmp_path / "absent.csv").ok
 
 
@@ -167,10 +181,12 @@ def test_string_labels_are_mapped_and_kept(write_csv: WriteCsv) -> None:
     rows = ["cat,images/a.png,train,,", "cat,images/b.png,train,,", "dog,images/a.png,validation,True,False"]
     rows.append("dog,images/b.png,validation,False,True")
     df = read_dataframe(write_csv(csv(*rows)))
-    assert df["label"].tolist() == [0, 0, 1, 1] and str(df["label"].dtype) == "int64"
+    assert df["label"].tolist() == [0, 0, 1, 1]
+    assert str(df["label"].dtype) == "int64"
     assert df["label_name"].tolist() == ["cat", "cat", "dog", "dog"]
     assert df.attrs["label_names"] == {0: "cat", 1: "dog"}
-    assert df.index.name == "line" and df.index.tolist() == [2, 3, 4, 5]
+    assert df.index.name == "line"
+    assert df.index.tolist() == [2, 3, 4, 5]
 
 
 def test_read_dataframe_types_and_empty_bbox(write_csv: WriteCsv) -> None:
@@ -184,7 +200,9 @@ def test_read_dataframe_types_and_empty_bbox(write_csv: WriteCsv) -> None:
     df = read_dataframe(write_csv(csv(*rows, head=head)))
     assert df["is_query"].isna().tolist() == [True, True, False, False]
     assert df["is_query"].tolist()[2:] == [True, False]
-    assert df["x_1"].tolist()[0] == 1 and pd.isna(df["x_1"].iloc[1]) and str(df["x_1"].dtype) == "Int64"
+    assert df["x_1"].tolist()[0] == 1
+    assert pd.isna(df["x_1"].iloc[1])
+    assert str(df["x_1"].dtype) == "Int64"
     assert [None if pd.isna(v) else v for v in df["sequence"]] == [None, None, "s", "s2"]
 
 
@@ -194,8 +212,11 @@ def test_read_dataframe_raises_with_every_error(write_csv: WriteCsv) -> None:
         read_dataframe(path)
     text = str(info.value)
     assert "bad_split" not in text  # codes are for programs; the message speaks words
-    assert "'nope' is not a split" in text and "line 6" in text and "must be empty on train rows" in text
-    assert "line 7" in text and "header as line 1" in text
+    assert "'nope' is not a split" in text
+    assert "line 6" in text
+    assert "must be empty on train rows" in text
+    assert "line 7" in text
+    assert "header as line 1" in text
     assert len(info.value.report.errors) >= 2
 
 
@@ -203,7 +224,9 @@ def test_only_first_lines_are_listed(write_csv: WriteCsv) -> None:
     rows = [*GOOD, *("0,images/a.png,training,," for _ in range(25))]
     text = str(problem(check_dataframe(write_csv(csv(*rows))), "bad_split"))
     assert f"and {25 - MAX_LINES_SHOWN} more; 25 in all" in text
-    assert "(lines 6, 7," in text and "24, 25 and 5 more" in text and "26" not in text  # lines 6..25 shown
+    assert "(lines 6, 7," in text
+    assert "24, 25 and 5 more" in text
+    assert "26" not in text
 
 
 def test_dataframe_input_uses_the_same_line_numbers(write_csv: WriteCsv, tmp_path: Path) -> None:
@@ -217,7 +240,8 @@ def test_dataframe_input_uses_the_same_line_numbers(write_csv: WriteCsv, tmp_pat
         }
     )
     report = check_dataframe(df, root=tmp_path)
-    assert problem(report, "bad_split").lines == (4,) and report.source == "<DataFrame>"
+    assert problem(report, "bad_split").lines == (4,)
+    assert report.source == "<DataFrame>"
 
 
 def test_validation_only_and_train_only_files(write_csv: WriteCsv) -> None:

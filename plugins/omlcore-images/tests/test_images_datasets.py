@@ -28,20 +28,26 @@ def test_train_and_validation_batches(mock_root: Path) -> None:
     train, val = get_retrieval_images_datasets(
         mock_root, norm_resize_torch(32), norm_resize_torch(32), dataframe_name="df_with_category.csv"
     )
-    assert train is not None and val is not None
-    assert len(train) == 12 and len(val) == 12
+    assert train is not None
+    assert val is not None
+    assert len(train) == 12
+    assert len(val) == 12
     batch = next(iter(DataLoader(val, batch_size=6)))
     expected = {"input_tensors", "labels", "paths", "idx", "is_query", "is_gallery", "categories"}
     assert set(batch) == expected | {"x1", "y1", "x2", "y2"}
-    assert batch["input_tensors"].shape == (6, 3, 32, 32) and batch["input_tensors"].dtype == torch.float32
+    assert batch["input_tensors"].shape == (6, 3, 32, 32)
+    assert batch["input_tensors"].dtype == torch.float32
     assert type(batch["input_tensors"]) is torch.Tensor
-    assert batch["labels"].dtype == torch.int64 and batch["idx"].tolist() == list(range(6))
-    assert batch["is_query"].dtype == torch.bool and batch["is_query"].tolist() == [True, False, False] * 2
+    assert batch["labels"].dtype == torch.int64
+    assert batch["idx"].tolist() == list(range(6))
+    assert batch["is_query"].dtype == torch.bool
+    assert batch["is_query"].tolist() == [True, False, False] * 2
     assert batch["is_gallery"].tolist() == [False, True, True] * 2
     assert batch["categories"] == ["closed"] * 6
     assert batch["paths"][0] == str(mock_root / "images" / "hash_1.png")
     assert batch["x2"].tolist() == [96] * 6  # no bbox: the whole 96 px image
-    assert val.get_query_ids().tolist() == [0, 3, 6, 9] and val.get_gallery_ids().dtype == torch.int64
+    assert val.get_query_ids().tolist() == [0, 3, 6, 9]
+    assert val.get_gallery_ids().dtype == torch.int64
 
 
 def test_train_labels_are_remapped_validation_labels_kept(tmp_path: Path, mock_root: Path) -> None:
@@ -49,7 +55,8 @@ def test_train_labels_are_remapped_validation_labels_kept(tmp_path: Path, mock_r
     (tmp_path / "images").symlink_to(mock_root / "images")
     (tmp_path / "df.csv").write_text(text)
     train, val = get_retrieval_images_datasets(tmp_path)
-    assert train is not None and val is not None
+    assert train is not None
+    assert val is not None
     assert train.get_labels().tolist() == [2, 2, 2, 0, 0, 0, 1, 1, 1, 3, 3, 3]
     assert train.label_remap == {1: 0, 2: 1, 10: 2, 30: 3}
     assert sorted(set(val.get_labels().tolist())) == [4, 5, 6, 7]
@@ -80,7 +87,8 @@ def test_bbox_crop_is_exact(mock_root: Path) -> None:
     full = np.asarray(imread_pillow((mock_root / df.iloc[0]["path"]).read_bytes()))
     assert torch.equal(item["input_tensors"], torch.from_numpy(full[y1:y2, x1:x2].copy()).permute(2, 0, 1))
     whole = ds[2]  # empty bbox: the whole image
-    assert whole["input_tensors"].shape == (3, 96, 96) and (whole["x1"], whole["x2"]) == (0, 96)
+    assert whole["input_tensors"].shape == (3, 96, 96)
+    assert (whole["x1"], whole["x2"]) == (0, 96)
 
 
 def test_sequence_ids(mock_root: Path) -> None:
@@ -134,7 +142,8 @@ def test_cache_keeps_bytes(tmp_path: Path) -> None:
 def test_rgba_is_composited_on_white(tmp_path: Path) -> None:
     Image.new("RGBA", (4, 4), (0, 0, 0, 0)).save(tmp_path / "t.png")
     img = imread_pillow((tmp_path / "t.png").read_bytes())
-    assert img.mode == "RGB" and img.getpixel((0, 0)) == (255, 255, 255)
+    assert img.mode == "RGB"
+    assert img.getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_extra_data_and_key_clash(mock_root: Path) -> None:

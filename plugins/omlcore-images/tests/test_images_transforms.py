@@ -43,7 +43,8 @@ def test_entry_points_are_declared() -> None:
 def test_build_from_config(name: str, args: dict[str, Any], shape: tuple[int, ...]) -> None:
     t = omlcore.build("transform", {"name": name, "args": args})
     out = t(sample())
-    assert tuple(out.shape) == shape and out.dtype == torch.float32
+    assert tuple(out.shape) == shape
+    assert out.dtype == torch.float32
     assert reader_for_transform(t) is imread_pillow
 
 
@@ -81,7 +82,8 @@ def test_reader_follows_the_transform_family() -> None:
 
 def test_pretrained_transforms() -> None:
     t, reader = get_transforms_for_pretrained("resnet50_imagenet1k_v2")
-    assert reader is imread_pillow and tuple(t(sample()).shape) == (3, 224, 224)
+    assert reader is imread_pillow
+    assert tuple(t(sample()).shape) == (3, 224, 224)
     with pytest.raises(PretrainedTransformNotFoundError, match=r"resnet50_imagenet1k_v3.*Did you mean.*Known keys"):
         get_transforms_for_pretrained("resnet50_imagenet1k_v3")
 
@@ -89,7 +91,8 @@ def test_pretrained_transforms() -> None:
 def test_pretrained_in_process_registration() -> None:
     register_pretrained_transform("my_key_for_test", lambda: FakeAlbu())
     t, reader = get_transforms_for_pretrained("my_key_for_test")
-    assert isinstance(t, FakeAlbu) and reader is imread_cv2
+    assert isinstance(t, FakeAlbu)
+    assert reader is imread_cv2
 
 
 class SamplePIL:

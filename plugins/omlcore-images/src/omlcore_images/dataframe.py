@@ -273,6 +273,8 @@ class _Parsed:
     categories: list[str] | None
     bboxes: list[tuple[int, int, int, int] | None] | None
     sequences: list[str | None] | None
+    extras: dict[str, list[str]] = field(default_factory=dict)
+    """Columns outside the format, kept as text."""
 
 
 def _check_rows(header: list[str], rows: list[dict[str, str]], c: _Collector) -> _Parsed:
@@ -449,6 +451,7 @@ def _check_rows(header: list[str], rows: list[dict[str, str]], c: _Collector) ->
     if "sequence" in cols:
         sequences = [v or None for v in get("sequence")]
 
+    extras = {col: [r.get(col, "") for r in rows] for col in header if col not in ALL_COLUMNS}
     return _Parsed(
         lines,
         labels,
@@ -460,6 +463,7 @@ def _check_rows(header: list[str], rows: list[dict[str, str]], c: _Collector) ->
         categories,
         bboxes,
         sequences,
+        extras,
     )
 
 
@@ -641,8 +645,9 @@ def read_dataframe(
     labels are mapped to ``0..K-1`` in sorted order, the originals kept in a ``label_name`` column and
     the mapping in ``df.attrs["label_names"]``), ``path`` and ``split`` str, ``is_query`` / ``is_gallery``
     nullable boolean (``<NA>`` on train rows), ``category`` and ``sequence`` str (missing if empty), the
-    bounding box as nullable ``Int64`` columns. ``df.attrs["root"]`` is the folder relative paths start
-    from. Warnings (e.g. a query without gallery items) do not raise: see :func:`check_dataframe`.
+    bounding box as nullable ``Int64`` columns; columns outside the format are kept as text.
+    ``df.attrs["root"]`` is the folder relative paths start from. Warnings (e.g. a query without gallery
+    items) do not raise: see :func:`check_dataframe`.
     """
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
@@ -666,6 +671,8 @@ def read_dataframe(
             data[col] = pd.array([b[k] if b is not None else None for b in parsed.bboxes], dtype="Int64")
     if parsed.sequences is not None:
         data["sequence"] = pd.array(parsed.sequences, dtype=object)
+    for col, values in parsed.extras.items():
+        data.setdefault(col, values)
     df = pd.DataFrame(data, index=index)
     if root is None and isinstance(source, (str, os.PathLike)):
         root = Path(source).parent

@@ -85,10 +85,10 @@ def finish(
         raise ConversionError(f"{dataset}: no images found, nothing to write")
     df = pd.DataFrame(rows)
     for col in ("is_query", "is_gallery"):
-        df[col] = df[col].map(lambda v: "" if v is None else str(bool(v)))
+        df[col] = df[col].map(lambda v: "" if v is None or pd.isna(v) else str(bool(v)))
     for col in ("x_1", "x_2", "y_1", "y_2"):
         if col in df.columns:
-            df[col] = df[col].map(lambda v: "" if v is None else str(int(v)))
+            df[col] = df[col].map(lambda v: "" if v is None or pd.isna(v) else str(int(v)))
     # check with absolute paths: dst may not exist yet, and "dst/../x" cannot be walked through then
     absolute = df.astype(str)
     base = dst.resolve()
