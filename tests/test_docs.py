@@ -2,8 +2,9 @@
 
 - ```python blocks of one file run in order, in one namespace, in a fresh interpreter (cwd: the repo).
 - ```console blocks run each ``$ command`` line with bash (cwd: the repo); the lines after a command are
-  expected output: each must appear in what the command printed (stdout + stderr), ``...`` matches
-  anything, and a line ``[exit N]`` states the expected exit status (default 0).
+  expected output: each must appear, in order, within the lines the command printed (stdout + stderr;
+  a printed line may be longer, e.g. start with a temporary path), ``...`` matches anything, and a
+  line ``[exit N]`` states the expected exit status (default 0).
 - Other blocks (```bash, ```toml, ```yaml, ```text) are shown, not run; ```bash is for set-up steps
   that install software, which CI performs itself.
 These need the repository's plugins and the docs example installed: run by ``nox -s tests_all`` / ``docs``.
@@ -90,10 +91,13 @@ def test_console_blocks_run(path: Path, block: Block) -> None:
         printed = [line.rstrip() for line in (out.stdout + out.stderr).splitlines()]
         where = f"{rel(path)}:{block.line}: `{command}`"
         assert out.returncode == status, f"{where} exited {out.returncode}\n{out.stdout}\n{out.stderr}"
+        position = 0
         for line in expected:
             if line.strip() == "...":
                 continue
-            assert line in printed, f"{where}: expected the line {line!r} in\n" + "\n".join(printed)
+            found = [i for i in range(position, len(printed)) if line.strip() in printed[i]]
+            assert found, f"{where}: expected {line.strip()!r} (in this order) in\n" + "\n".join(printed)
+            position = found[0] + 1
 
 
 def test_parse_console_format() -> None:

@@ -74,8 +74,12 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def is_albumentations(transform: Any) -> bool:
-    """True for a transform of the albumentations family (called as ``t(image=array)["image"]``)."""
-    return type(transform).__module__.split(".")[0] == "albumentations"
+    """True for a transform of the albumentations family (called as ``t(image=array)["image"]``).
+
+    The class or any of its bases must come from albumentations, so subclasses such as
+    omlcore-albumentations' ``TensorCompose`` count too.
+    """
+    return any(cls.__module__.split(".")[0] == "albumentations" for cls in type(transform).__mro__)
 
 
 def reader_for_transform(transform: Any) -> ImageReader:
