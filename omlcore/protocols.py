@@ -30,6 +30,7 @@ __all__ = [
     "Loss",
     "Miner",
     "Optimizer",
+    "PairMiner",
     "RetrievalMetric",
     "RetrievalPostprocessor",
     "Transform",
@@ -87,6 +88,20 @@ class Miner(Protocol):
 
     def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Indices of anchors, positives and negatives."""
+        ...
+
+
+@runtime_checkable
+class PairMiner(Protocol):
+    """Chooses pairs from a batch, e.g. to train a pairwise re-ranker.
+
+    ``sample(features, labels)``: ``features`` float ``(B, D)``, ``labels`` long ``(B,)``. Returns three
+    tensors of equal length ``P``: long ``ids1`` and ``ids2`` (row indices into the batch, ``ids1 != ids2``)
+    and bool ``is_negative`` (``labels[ids1] != labels[ids2]``).
+    """
+
+    def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Indices of the pairs and whether each pair is negative."""
         ...
 
 

@@ -87,6 +87,7 @@ KINDS: dict[str, Kind] = {
             runtime_args=("labels", "label2category"),
         ),
         Kind("miner", "omlcore.miners", protocols.Miner, "triplet miners"),
+        Kind("pair_miner", "omlcore.pair_miners", protocols.PairMiner, "pair miners (re-ranking training)"),
         Kind("loss", "omlcore.losses", protocols.Loss, "training losses"),
         Kind("metric", "omlcore.metrics", protocols.RetrievalMetric, "retrieval metrics"),
         Kind("logger", "omlcore.loggers", protocols.ExperimentLogger, "experiment loggers"),
