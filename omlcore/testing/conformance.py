@@ -80,6 +80,7 @@ __all__ = [
     "LossConformance",
     "MinerConformance",
     "OptimizerConformance",
+    "PairMinerConformance",
     "RetrievalMetricConformance",
     "RetrievalPostprocessorConformance",
     "TransformFactoryConformance",
@@ -1512,3 +1513,115 @@ class LRSchedulerConformance(ComponentConformance):
             assert len(got) == len(expected), f"after {i} steps: {len(got)} param groups, expected {len(expected)}"
             close = (math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(got, expected, strict=True))
             assert all(close), f"after {i} steps the resumed schedule has lr {got}, the uninterrupted one {expected}"
+
+
+# ---- PairMiner ------------------------------------------------------------------------------------------
+
+
+class PairMinerConformance(ComponentConformance):
+    """Checks a :class:`~omlcore.protocols.PairMiner`.
+
+    A subclass provides the component. Inputs are random float features ``(B, feat_dim)`` (``feat_dim``
+    default 8) that require grad, and labels: 4 labels x 4 items (the ``pair_miner_batch`` fixture,
+    overridable). Set ``deterministic = False`` for a miner that samples at random, and
+    ``expects_pairs = False`` for one that may legitimately find nothing in a random batch.
+
+    Checked: long ``ids1``, long ``ids2`` and bool ``is_negative``, 1-D, of equal length, on the input's
+    device; every index in range; ``ids1 != ids2``; ``is_negative == (labels[ids1] != labels[ids2])``; a
+    non-empty result on a batch with positives and negatives, including the smallest one (2 labels x 2
+    items), with at least one positive and one negative pair; valid pairs on a single-label batch (no
+    negative pair there); same result for the same input; inputs not modified.
+    """
+
+    kind = "pair_miner"
+    feat_dim: ClassVar[int] = 8
+    deterministic: ClassVar[bool] = True
+    expects_pairs: ClassVar[bool] = True
+
+    @pytest.fixture
+    def pair_miner_batch(self) -> tuple[Tensor, Tensor]:
+        """``(features, labels)``: float ``(16, feat_dim)`` requiring grad, long ``(16,)`` 4 x 4."""
+        import torch
+
+        features = torch.randn(16, self.feat_dim, generator=_generator(0)).requires_grad_(True)
+        return features, _balanced_labels(4, 4, seed=1)
+
+    @staticmethod
+    def check_pairs(result: Any, features: Tensor, labels: Tensor) -> tuple[int, int]:
+        """Assert that ``result`` is a valid ``(ids1, ids2, is_negative)``; the numbers of positive and
+        negative pairs."""
+        import torch
+
+        assert isinstance(result, tuple), f"sample() returned {type(result).__name__}, not a tuple"
+        assert len(result) == 3, f"sample() returned {len(result)} items, not (ids1, ids2, is_negative)"
+        ids1, ids2, is_negative = result
+        for name, t, dtype in (
+            ("ids1", ids1, torch.long),
+            ("ids2", ids2, torch.long),
+            ("is_negative", is_negative, torch.bool),
+        ):
+            assert isinstance(t, torch.Tensor), f"{name} is a {type(t).__name__}, not a Tensor"
+            assert t.dtype == dtype, f"{name} has dtype {t.dtype}, expected {dtype}"
+            assert t.ndim == 1, f"{name} has shape {tuple(t.shape)}, expected 1-D"
+            assert t.device == features.device, f"{name} is on {t.device}, features on {features.device}"
+        assert ids1.shape == ids2.shape == is_negative.shape, (
+            f"lengths differ: {ids1.numel()}, {ids2.numel()}, {is_negative.numel()}"
+        )
+        size = labels.shape[0]
+        for name, t in (("ids1", ids1), ("ids2", ids2)):
+            outside = t[(t < 0) | (t >= size)].tolist()
+            assert not outside, f"{name} holds indices outside range(0, {size}): {_some(outside)}"
+        same_item = (ids1 == ids2).nonzero().flatten().tolist()
+        assert not same_item, f"a pair of an item with itself at pairs {_some(same_item)}"
+        wrong = (is_negative != (labels[ids1] != labels[ids2])).nonzero().flatten().tolist()
+        assert not wrong, f"is_negative disagrees with the labels at pairs {_some(wrong)}"
+        n_negative = int(is_negative.sum())
+        return int(ids1.numel()) - n_negative, n_negative
+
+    def test_returns_valid_pairs(self, component: Any, pair_miner_batch: tuple[Tensor, Tensor]) -> None:
+        """Two long index tensors and a bool mask of equal length that agree with the labels."""
+        features, labels = pair_miner_batch
+        n_pos, n_neg = self.check_pairs(component.sample(features, labels), features, labels)
+        if self.expects_pairs:
+            assert n_pos > 0, "no positive pair found in a batch of 4 labels x 4 items"
+            assert n_neg > 0, "no negative pair found in a batch of 4 labels x 4 items"
+
+    def test_smallest_mixed_batch(self, component: Any) -> None:
+        """2 labels x 2 items: valid pairs, both kinds when ``expects_pairs``."""
+        import torch
+
+        features = torch.randn(4, self.feat_dim, generator=_generator(2))
+        labels = torch.tensor([0, 1, 0, 1])
+        n_pos, n_neg = self.check_pairs(component.sample(features, labels), features, labels)
+        if self.expects_pairs:
+            assert n_pos > 0, "no positive pair found in a batch of 2 labels x 2 items"
+            assert n_neg > 0, "no negative pair found in a batch of 2 labels x 2 items"
+
+    def test_single_label_batch(self, component: Any) -> None:
+        """A batch without negatives yields valid pairs, none of them negative."""
+        import torch
+
+        features = torch.randn(6, self.feat_dim, generator=_generator(3))
+        labels = torch.full((6,), 3, dtype=torch.long)
+        _, n_neg = self.check_pairs(component.sample(features, labels), features, labels)
+        assert n_neg == 0, f"{n_neg} negative pairs found in a batch with a single label"
+
+    def test_deterministic(self, component: Any, pair_miner_batch: tuple[Tensor, Tensor]) -> None:
+        """The same batch gives the same pairs (skipped for ``deterministic = False``)."""
+        import torch
+
+        if not self.deterministic:
+            pytest.skip("declared deterministic = False")
+        features, labels = pair_miner_batch
+        first = component.sample(features, labels)
+        second = component.sample(features, labels)
+        for name, a, b in zip(("ids1", "ids2", "is_negative"), first, second, strict=True):
+            assert torch.equal(a, b), f"{name} differ between two calls on the same batch"
+
+    def test_does_not_modify_inputs(self, component: Any, pair_miner_batch: tuple[Tensor, Tensor]) -> None:
+        """Features and labels are left alone."""
+        features, labels = pair_miner_batch
+        before_f, before_l = features.detach().clone(), labels.clone()
+        component.sample(features, labels)
+        _assert_unchanged(before_f, features.detach(), "features")
+        _assert_unchanged(before_l, labels, "labels")
