@@ -4,10 +4,10 @@ from typing import Any
 
 import pytest
 import torch
+from omlcore_losses import TripletLossWithMiner
 
 from omlcore.registry import Registry
 from omlcore.testing.conformance import LossConformance
-from omlcore_losses import TripletLossWithMiner
 
 
 class TestTriplet(LossConformance):
