@@ -169,7 +169,7 @@ def pml_parameters(cls: type, skip: frozenset[str] = frozenset()) -> list[inspec
             continue
         if "__init__" not in vars(klass):
             continue
-        for param in inspect.signature(klass.__init__).parameters.values():
+        for param in inspect.signature(vars(klass)["__init__"]).parameters.values():
             if param.name in ("self", "mat_based_loss") or param.name in found or param.name in skip:
                 continue
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):

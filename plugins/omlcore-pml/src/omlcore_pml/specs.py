@@ -174,7 +174,7 @@ def build_reducer(value: ReducerSpec | str | Mapping[str, Any] | None) -> Any:
     if spec is None:
         return None
     import torch
-    from pytorch_metric_learning import reducers  # type: ignore[import-untyped]
+    from pytorch_metric_learning import reducers
 
     cls = getattr(reducers, REDUCERS[spec.name])
     if spec.name == "threshold":
@@ -189,7 +189,7 @@ def build_regularizer(value: RegularizerSpec | str | Mapping[str, Any] | None) -
     spec = _spec(RegularizerSpec, value)
     if spec is None:
         return None
-    from pytorch_metric_learning import regularizers  # type: ignore[import-untyped]
+    from pytorch_metric_learning import regularizers
 
     cls = getattr(regularizers, REGULARIZERS[spec.name])
     return cls(**spec.args.model_dump()) if spec.args is not None else cls()
