@@ -127,6 +127,14 @@ _SCHEDULERS = (
     "reduce_on_plateau",
     "step",
 )
+_MINERS = (
+    "all_triplets",
+    "hard_cluster",
+    "hard_triplets",
+    "miner_with_bank",
+    "n_hard_triplets",
+    "triplets_with_memory",
+)
 EXTRA_HINTS: dict[tuple[str, str], str] = {
     **{("optimizer", n): "optim" for n in (*_OPTIMIZERS, "rprop", "sgd")},
     **{("scheduler", n): "optim" for n in _SCHEDULERS},
@@ -135,6 +143,8 @@ EXTRA_HINTS: dict[tuple[str, str], str] = {
         for n in ("augs_albu", "norm_albu", "norm_resize_albu", "norm_resize_albu_clip")
     },
     **{("sampler", n): "samplers" for n in ("balance", "category_balance", "distinct_category_balance")},
+    **{("miner", n): "miners" for n in _MINERS},
+    ("pair_miner", "pairs"): "miners",
     **{
         ("transform", n): "images"
         for n in ("augs_torch", "norm_torch", "norm_resize_torch", "augs_hypvit_torch", "norm_resize_hypvit_torch")

@@ -38,6 +38,7 @@ from omlcore.testing.conformance import (
     LRSchedulerConformance,
     MinerConformance,
     OptimizerConformance,
+    PairMinerConformance,
     RetrievalMetricConformance,
     RetrievalPostprocessorConformance,
     TransformFactoryConformance,
@@ -56,6 +57,7 @@ SUITES = (
     "LossConformance",
     "MinerConformance",
     "OptimizerConformance",
+    "PairMinerConformance",
     "RetrievalMetricConformance",
     "RetrievalPostprocessorConformance",
     "TransformFactoryConformance",
@@ -101,6 +103,10 @@ class TestCentroidLoss(ToyPlugins, LossConformance):
 
 class TestAllTripletsMiner(ToyPlugins, MinerConformance):
     kind_name = "toy_all_triplets"
+
+
+class TestAllPairsMiner(ToyPlugins, PairMinerConformance):
+    kind_name = "toy_all_pairs"
 
 
 class TestLinearExtractor(ToyPlugins, ExtractorConformance):
@@ -881,7 +887,7 @@ def test_lazy_exports_are_the_suites() -> None:
 
 
 def test_every_suite_is_subclassed_here() -> None:
-    """This file exercises all eleven suites."""
+    """This file exercises every suite."""
     module = sys.modules[__name__]
     tested = {
         base.__name__

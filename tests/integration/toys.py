@@ -81,6 +81,15 @@ class AllTripletsMiner:
         return anchors.to(features.device), positives.to(features.device), negatives.to(features.device)
 
 
+class AllPairsMiner:
+    """Every ordered pair ``(i, j)``, ``i != j``, of the batch, flagged negative when the labels differ."""
+
+    def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        n = labels.shape[0]
+        ids1, ids2 = (~torch.eye(n, dtype=torch.bool, device=labels.device)).nonzero(as_tuple=True)
+        return ids1, ids2, labels[ids1] != labels[ids2]
+
+
 # ---- extractor ------------------------------------------------------------------------------------------
 
 
@@ -479,6 +488,7 @@ ENTRY_POINTS: dict[tuple[str, str], Any] = {
     ("loss", "toy_contrastive"): ContrastiveLoss,
     ("loss", "toy_centroid"): CentroidLoss,
     ("miner", "toy_all_triplets"): AllTripletsMiner,
+    ("pair_miner", "toy_all_pairs"): AllPairsMiner,
     ("extractor", "toy_linear"): LinearExtractor,
     ("sampler", "toy_pk"): PKSampler,
     ("knn", "toy_brute_force"): BruteForceKnn,
