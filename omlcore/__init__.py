@@ -68,7 +68,14 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers (`import x as x`)
     from omlcore.schemas import ComponentSpec as ComponentSpec
 
 
+_SUBMODULES = frozenset(
+    {"cli", "config", "errors", "hookspecs", "plugins", "protocols", "registry", "schema_export", "schemas", "testing"}
+)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # `omlcore.registry` works after a plain `import omlcore`
+        return importlib.import_module(f"omlcore.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'omlcore' has no attribute {name!r}")

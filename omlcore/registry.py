@@ -135,6 +135,38 @@ _MINERS = (
     "n_hard_triplets",
     "triplets_with_memory",
 )
+_LOSSES = (
+    "arcface",
+    "contrastive",
+    "cosface",
+    "distributed",
+    "mlp_arcface",
+    "multi_similarity",
+    "proxy_anchor",
+    "supcon",
+    "surrogate_precision",
+    "triplet",
+    "triplet_plain",
+    "triplet_with_miner",
+)
+_PML_LOSSES = (
+    "pml_angular", "pml_arcface", "pml_circle", "pml_contrastive", "pml_cosface", "pml_cross_batch_memory",
+    "pml_dynamic_soft_margin", "pml_fast_ap", "pml_generalized_lifted_structure", "pml_histogram",
+    "pml_instance", "pml_intra_pair_variance", "pml_large_margin_softmax", "pml_lifted_structure",
+    "pml_manifold", "pml_margin", "pml_multi_similarity", "pml_n_pairs", "pml_nca", "pml_normalized_softmax",
+    "pml_nt_xent", "pml_p2sgrad", "pml_pnp", "pml_proxy_anchor", "pml_proxy_nca", "pml_ranked_list",
+    "pml_signal_to_noise_ratio_contrastive", "pml_smooth_ap", "pml_soft_triple", "pml_sphereface",
+    "pml_sub_center_arcface", "pml_supcon", "pml_threshold_consistent_margin", "pml_triplet_margin",
+    "pml_tuplet_margin",
+)  # fmt: skip
+_PML_MINERS = ("pml_angular_miner", "pml_batch_hard_miner", "pml_distance_weighted_miner", "pml_triplet_margin_miner")
+_PML_PAIR_MINERS = (
+    "pml_batch_easy_hard_miner",
+    "pml_hdc_miner",
+    "pml_multi_similarity_miner",
+    "pml_pair_margin_miner",
+    "pml_uniform_histogram_miner",
+)
 EXTRA_HINTS: dict[tuple[str, str], str] = {
     **{("optimizer", n): "optim" for n in (*_OPTIMIZERS, "rprop", "sgd")},
     **{("scheduler", n): "optim" for n in _SCHEDULERS},
@@ -145,6 +177,10 @@ EXTRA_HINTS: dict[tuple[str, str], str] = {
     **{("sampler", n): "samplers" for n in ("balance", "category_balance", "distinct_category_balance")},
     **{("miner", n): "miners" for n in _MINERS},
     ("pair_miner", "pairs"): "miners",
+    **{("loss", n): "losses" for n in _LOSSES},
+    **{("loss", n): "pml" for n in _PML_LOSSES},
+    **{("miner", n): "pml" for n in _PML_MINERS},
+    **{("pair_miner", n): "pml" for n in _PML_PAIR_MINERS},
     **{
         ("transform", n): "images"
         for n in ("augs_torch", "norm_torch", "norm_resize_torch", "augs_hypvit_torch", "norm_resize_hypvit_torch")

@@ -130,6 +130,12 @@ def _render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_schemas(
     directory: str | Path, registry: Registry | None = None, distributions: Iterable[str] | None = None
 ) -> list[Path]:
@@ -141,6 +147,7 @@ def write_schemas(
         path = target / fname
         fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", dir=target)
         try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual mode
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(_render(schema))
             os.replace(tmp, path)

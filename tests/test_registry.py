@@ -405,3 +405,12 @@ def test_runtime_args_offered_only_to_constructors_that_take_them(omlcore_sandbo
     # anything else that a constructor does not take is still an error
     with pytest.raises(omlcore.ComponentBuildError, match="unexpected keyword argument 'unexpected'"):
         omlcore.build("sampler", {"name": "plain"}, labels=[0], unexpected=1)
+
+
+def test_submodules_load_lazily_from_the_package() -> None:
+    code = (
+        "import sys, omlcore; assert 'omlcore.registry' not in sys.modules; "
+        "omlcore.registry.get_registry(); print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == "ok", out.stderr

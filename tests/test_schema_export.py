@@ -109,3 +109,15 @@ def test_example_configs_have_schema_line_and_are_valid(path: Path) -> None:
 
 def test_examples_exist() -> None:
     assert [p.stem for p in EXAMPLES] == ["predict", "train", "validate"]
+
+
+def test_written_files_get_the_usual_permissions(plugins: PluginSandbox, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        for path in write_schemas(tmp_path):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    finally:
+        os.umask(mask)

@@ -276,7 +276,7 @@ def test_check_accepts_the_example_config(capsys: pytest.CaptureFixture[str]) ->
         (["loss.args.margn=0.1"], ["loss.args.margn: extra inputs are not permitted"]),
         (["loss.args.margin=abc"], ["loss.args.margin: input should be a valid number"]),
         (["loss.args.reduction=avg"], ["loss.args.reduction: input should be 'mean' or 'sum'"]),
-        (["loss.name=focal_tripplet"], ["loss.name: No loss named 'focal_tripplet'", "Did you mean 'focal_triplet'?"]),
+        (["loss.name=focal_tripplet"], ["loss.name: No loss named 'focal_tripplet'", "Did you mean 'focal_triplet'"]),
         (["loss.args.miner={name: no_such_miner}"], ["loss.args.miner.name: No miner named 'no_such_miner'"]),
         ([f"loss.args.miner={{name: {MINER}, args: {{max_triplet: 5}}}}"], ["loss.args.miner.args.max_triplet"]),
         (

@@ -39,7 +39,6 @@ def test_every_entry_point_resolves() -> None:
         assert callable(get_registry().resolve("loss", name))
 
 
-@pytest.mark.xfail(reason="the core's EXTRA_HINTS has no 'losses' entries yet", strict=False)
 def test_entry_points_match_the_core_hint_list() -> None:
     names = {ep.name for ep in metadata.distribution("omlcore-losses").entry_points if ep.group == KINDS["loss"].group}
     assert names == {n for (k, n), extra in EXTRA_HINTS.items() if k == "loss" and extra == "losses"}

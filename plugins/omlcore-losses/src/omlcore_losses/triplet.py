@@ -188,6 +188,19 @@ class TripletLossWithMiner(_TripletBase):
         miner_logs = getattr(self.miner, "last_logs", None)
         if isinstance(miner_logs, Mapping):
             extra = {f"miner/{k}": float(v) for k, v in miner_logs.items()}
-        d_ap = torch.linalg.vector_norm(features[a] - features[p], dim=1)
-        d_an = torch.linalg.vector_norm(features[a] - features[n], dim=1)
+        # Miners that also mine outside the batch (memory banks, label centres) expose those rows with
+        # `last_memory()`: index i >= B is row i - B of its features (the omlcore-miners contract).
+        rows = features
+        last_memory = getattr(self.miner, "last_memory", None)
+        if callable(last_memory):
+            memory = last_memory()
+            if memory is not None and memory.features.shape[0] > 0:
+                rows = torch.cat([features, memory.features.to(device=features.device, dtype=features.dtype)])
+        if int(torch.stack([a.max(), p.max(), n.max()]).max()) >= rows.shape[0]:
+            raise LossInputError(
+                f"{self.loss_name}: the miner {type(self.miner).__name__} returned an index >= {rows.shape[0]} "
+                f"(batch of {features.shape[0]} plus {rows.shape[0] - features.shape[0]} memory rows)"
+            )
+        d_ap = torch.linalg.vector_norm(rows[a] - rows[p], dim=1)
+        d_an = torch.linalg.vector_norm(rows[a] - rows[n], dim=1)
         return self._from_distances(d_ap, d_an, extra)
