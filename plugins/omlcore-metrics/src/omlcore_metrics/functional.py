@@ -1,0 +1,715 @@
+"""Retrieval metrics computed exactly from a streaming kNN: OML's definitions plus the peers' variants.
+
+Entry point: :func:`retrieval_metrics`, returning a :class:`MetricsResult`. The per-query helpers
+(:func:`cmc_at_k`, :func:`precision_at_k`, ...) take a boolean top-k relevance mask ``gt`` ``(Q, K)``
+(``gt[q, i]``: the ``i``-th retrieved gallery row of query ``q`` has the query's label) and the number
+of positives per query ``n_pos`` ``(Q,)``, and return float ``(Q,)`` values. Every formula is written
+in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from omlcore.protocols import KnnBackend
+from omlcore_metrics.knn import Exclusions, TorchKnn, excluded_counts, knn_with_exclusions
+
+__all__ = [
+    "OVERALL",
+    "MetricsResult",
+    "NoPositivePolicy",
+    "cmc_at_k",
+    "fnmr_at_fmr",
+    "map_at_k",
+    "map_at_r",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "pcf",
+    "precision_at_k",
+    "r_precision",
+    "recall_at_k",
+    "retrieval_metrics",
+]
+
+OVERALL = "OVERALL"
+NoPositivePolicy = Literal["raise", "skip", "miss"]
+MetricKey = int | float | str
+_POLICIES = ("raise", "skip", "miss")
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure per-query helpers on top-k relevance masks.
+# --------------------------------------------------------------------------------------------------
+
+
+def _hits(gt: Tensor, k: int) -> Tensor:
+    return gt[:, :k].sum(1).double()
+
+
+def cmc_at_k(gt: Tensor, k: int) -> Tensor:
+    """1 if a positive is among the first ``k`` retrieved rows, else 0 (OML's cmc@k; DML papers' Recall@k)."""
+    return gt[:, :k].any(1).double()
+
+
+def precision_at_k(gt: Tensor, n_pos: Tensor, k: int) -> Tensor:
+    """OML's precision@k: hits in the top ``k`` divided by ``min(k, n_pos)`` (NaN where ``n_pos == 0``)."""
+    denom = torch.clamp(n_pos.double(), max=k)
+    return _hits(gt, k) / denom.where(denom > 0, torch.tensor(math.nan, dtype=torch.double))
+
+
+def map_at_k(gt: Tensor, k: int) -> Tensor:
+    """OML's map@k: ``(1/h) sum_{i<=k} P@i * gt_i``, ``h`` = hits within the top ``k``; 0 without hits."""
+    g = gt[:, :k].double()
+    ranks = torch.arange(1, g.shape[1] + 1, dtype=torch.double)
+    cum = g.cumsum(1)
+    total = (cum / ranks * g).sum(1)
+    hits = g.sum(1)
+    return torch.where(hits > 0, total / hits.clamp(min=1), torch.zeros_like(total))
+
+
+def recall_at_k(gt: Tensor, n_pos: Tensor, k: int) -> Tensor:
+    """IR recall@k: hits in the top ``k`` divided by ``n_pos`` (NaN where ``n_pos == 0``)."""
+    n = n_pos.double()
+    return _hits(gt, k) / n.where(n > 0, torch.tensor(math.nan, dtype=torch.double))
+
+
+def mrr_at_k(gt: Tensor, k: int) -> Tensor:
+    """Reciprocal rank of the first positive within the top ``k``; 0 if there is none."""
+    g = gt[:, :k]
+    ranks = torch.arange(1, g.shape[1] + 1, dtype=torch.double)
+    recip = torch.where(g, 1.0 / ranks, torch.zeros((), dtype=torch.double))
+    return recip.max(1).values if g.shape[1] else torch.zeros(g.shape[0], dtype=torch.double)
+
+
+def ndcg_at_k(gt: Tensor, n_pos: Tensor, k: int) -> Tensor:
+    """Binary-relevance nDCG@k: ``sum_{i<=k} gt_i / log2(i+1)`` over the ideal value for ``min(k, n_pos)``
+    positives (NaN where ``n_pos == 0``)."""
+    g = gt[:, :k].double()
+    discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.double))
+    dcg = (g * discount[: g.shape[1]]).sum(1)
+    ideal_cum = torch.cat([torch.zeros(1, dtype=torch.double), discount.cumsum(0)])
+    idcg = ideal_cum[torch.clamp(n_pos.long(), max=k)]
+    return dcg / idcg.where(idcg > 0, torch.tensor(math.nan, dtype=torch.double))
+
+
+def map_at_r(gt: Tensor, n_pos: Tensor) -> Tensor:
+    """PML's MAP@R: ``(1/R) sum_{i<=R} P@i * gt_i`` with ``R = n_pos`` (NaN where ``R == 0``).
+
+    ``gt`` must hold at least ``max(n_pos)`` columns (or all admissible gallery rows).
+    """
+    g = gt.double()
+    ranks = torch.arange(1, g.shape[1] + 1, dtype=torch.double)
+    within = ranks[None, :] <= n_pos.double()[:, None]
+    total = (g.cumsum(1) / ranks * g * within).sum(1)
+    r = n_pos.double()
+    return total / r.where(r > 0, torch.tensor(math.nan, dtype=torch.double))
+
+
+def r_precision(gt: Tensor, n_pos: Tensor) -> Tensor:
+    """R-precision: hits within the top ``R = n_pos`` divided by ``R`` (NaN where ``R == 0``)."""
+    ranks = torch.arange(1, gt.shape[1] + 1)
+    hits = (gt & (ranks[None, :] <= n_pos[:, None])).sum(1).double()
+    r = n_pos.double()
+    return hits / r.where(r > 0, torch.tensor(math.nan, dtype=torch.double))
+
+
+def _quantile_linear(sorted_values: Tensor, q: float) -> float:
+    """numpy's default (linear) quantile of an ascending 1-D tensor."""
+    n = sorted_values.shape[0]
+    pos = q * (n - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return _lerp(float(sorted_values[lo]), float(sorted_values[hi]), pos - lo)
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's interpolation between ``a`` and ``b`` (stable near both ends)."""
+    diff = b - a
+    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
+
+
+def fnmr_at_fmr(pos_dist: Tensor, neg_dist: Tensor, fmr_vals: Sequence[float]) -> dict[float, float]:
+    """False non-match rate at each false match rate, on explicit distance lists (small data, tests).
+
+    ``fnmr@fmr = mean(pos_dist >= quantile(neg_dist, fmr))`` with numpy's linear-interpolation quantile.
+    :func:`retrieval_metrics` computes the same value without materialising ``neg_dist``.
+    """
+    _check_fmr(fmr_vals)
+    neg = neg_dist.flatten().double().sort().values
+    pos = pos_dist.flatten().double()
+    out: dict[float, float] = {}
+    for fmr in fmr_vals:
+        if neg.numel() == 0 or pos.numel() == 0:
+            out[fmr] = math.nan
+            continue
+        threshold = _quantile_linear(neg, fmr)
+        out[fmr] = float((pos >= threshold).double().mean())
+    return out
+
+
+def pcf(embeddings: Tensor, variances: Sequence[float]) -> dict[float, float]:
+    """Principal-component fraction (OML): the share ``n/D`` of principal components needed to explain a
+    fraction ``r`` of the variance.
+
+    PCA is the SVD of the centred embeddings (float64); with cumulative explained-variance ratios ``c``
+    (``min(N, D)`` of them), ``n = searchsorted(c, r, side="right") + 1``, capped at ``D``. NaN (with a
+    warning) for fewer than two rows or zero variance.
+    """
+    _check_pcf(variances)
+    x = embeddings.detach().double().cpu()
+    n_dim = x.shape[1]
+    out = {float(r): math.nan for r in variances}
+    if x.shape[0] < 2:
+        warnings.warn("pcf needs at least two embeddings; reporting NaN", RuntimeWarning, stacklevel=2)
+        return out
+    s = torch.linalg.svdvals(x - x.mean(0, keepdim=True))
+    var = s * s
+    total = var.sum()
+    if not bool(total > 0):
+        warnings.warn("pcf: the embeddings have zero variance; reporting NaN", RuntimeWarning, stacklevel=2)
+        return out
+    cum = (var / total).cumsum(0)
+    for r in variances:
+        n = int(torch.searchsorted(cum, torch.tensor([float(r)], dtype=torch.double), right=True).item()) + 1
+        out[float(r)] = min(n, n_dim) / n_dim
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The result object.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MetricsResult:
+    """What :func:`retrieval_metrics` computed.
+
+    - ``reduced[group][metric][key]``: the mean over the group's scored queries (``group`` is
+      ``"OVERALL"`` or a category name as ``str``; ``metric`` e.g. ``"cmc"``, ``key`` e.g. ``1``).
+      ``fnmr@fmr`` and ``pcf`` are not per query and appear only here.
+    - ``unreduced[group][metric][key]``: float64 ``(Q_group,)`` per-query values, in the order of
+      ``group_queries[group]``; NaN for a query skipped by the ``"skip"`` policy.
+    - ``query_rows`` / ``gallery_rows``: positions in ``embeddings`` of the queries and gallery rows.
+    - ``distances`` / ``retrieved`` ``(Q, K)``: the retrieval result (``K`` = the largest depth any metric
+      needed, at most ``G``); ``retrieved`` holds gallery positions (index into ``gallery_rows``),
+      ``-1`` with distance ``inf`` where a query has fewer admissible gallery rows.
+    - ``gt`` ``(Q, K)``: whether each retrieved row is a positive; ``n_positives`` ``(Q,)``: admissible
+      positives of each query in the whole gallery.
+    - ``no_positive_queries``: query positions (into ``query_rows``) without any admissible positive.
+    - ``group_queries[group]``: query positions of the group (``OVERALL``: all).
+    """
+
+    reduced: dict[str, dict[str, dict[MetricKey, float]]]
+    unreduced: dict[str, dict[str, dict[MetricKey, Tensor]]]
+    query_rows: Tensor
+    gallery_rows: Tensor
+    distances: Tensor
+    retrieved: Tensor
+    gt: Tensor
+    n_positives: Tensor
+    no_positive_queries: Tensor
+    group_queries: dict[str, Tensor] = field(default_factory=dict)
+
+    def flat(self, sep: str = "/") -> dict[str, float]:
+        """``{"OVERALL/cmc/1": 0.5, "<category>/map/5": ...}``: every reduced value under a flat name."""
+        return {
+            f"{group}{sep}{metric}{sep}{key}": value
+            for group, metrics in self.reduced.items()
+            for metric, values in metrics.items()
+            for key, value in values.items()
+        }
+
+    def retrieved_rows(self) -> Tensor:
+        """``(Q, K)`` positions in ``embeddings`` of the retrieved gallery rows (``-1`` for padding)."""
+        rows = self.gallery_rows[self.retrieved.clamp(min=0)]
+        return torch.where(self.retrieved >= 0, rows, torch.full_like(rows, -1))
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation and factorisation.
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_ks(name: str, ks: Iterable[int]) -> tuple[int, ...]:
+    out = tuple(ks)
+    for k in out:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k <= 0:
+            raise ValueError(f"{name}: every k must be a positive int, got {k!r}")
+    return tuple(int(k) for k in out)
+
+
+def _check_fmr(values: Iterable[float]) -> tuple[float, ...]:
+    out = tuple(values)
+    for v in out:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"fmr_vals: every value must be a number in [0, 1], got {v!r}")
+    return tuple(float(v) for v in out)
+
+
+def _check_pcf(values: Iterable[float]) -> tuple[float, ...]:
+    out = tuple(values)
+    for v in out:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 < float(v) <= 1.0:
+            raise ValueError(f"pcf_variance: every value must be a number in (0, 1], got {v!r}")
+    return tuple(float(v) for v in out)
+
+
+def _factorize(values: Any, name: str, n: int, allow_none: bool = False) -> Tensor:
+    """Integer codes ``(n,)`` for per-row values (ints or strings, not a mix); ``None`` entries (when
+    allowed) get codes of their own, distinct from each other and from every value."""
+    if isinstance(values, Tensor):
+        if values.ndim != 1 or values.shape[0] != n:
+            raise ValueError(f"{name} has shape {tuple(values.shape)}, expected ({n},)")
+        if values.is_floating_point() or values.is_complex():
+            raise TypeError(f"{name} must hold integers or strings, got a {values.dtype} tensor")
+        return torch.unique(values.cpu(), return_inverse=True)[1].long()
+    items = list(values.tolist() if isinstance(values, np.ndarray) else values)
+    if len(items) != n:
+        raise ValueError(f"{name} has {len(items)} entries, expected {n}")
+    kinds: set[str] = set()
+    for v in items:
+        if v is None and allow_none:
+            continue
+        if isinstance(v, (bool, np.bool_)):
+            kinds.add("bool")
+        elif isinstance(v, numbers.Integral):
+            kinds.add("int")
+        elif isinstance(v, str):
+            kinds.add("str")
+        else:
+            raise TypeError(f"{name} must hold integers or strings, got {type(v).__name__} ({v!r})")
+    if len(kinds) > 1:
+        raise TypeError(f"{name} mixes value types {sorted(kinds)}; use one type (all int or all str)")
+    present = [i for i, v in enumerate(items) if v is not None]
+    codes = torch.empty(n, dtype=torch.long)
+    if present:
+        uniq, inv = np.unique(np.asarray([items[i] for i in present]), return_inverse=True)
+        codes[present] = torch.as_tensor(inv.reshape(-1), dtype=torch.long)
+        next_code = len(uniq)
+    else:
+        next_code = 0
+    missing = [i for i, v in enumerate(items) if v is None]
+    if missing:
+        codes[missing] = torch.arange(next_code, next_code + len(missing))
+    return codes
+
+
+def _bool_mask(values: Any, name: str, n: int) -> Tensor:
+    t = torch.as_tensor(values).cpu()
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected ({n},)")
+    if t.dtype != torch.bool:
+        if t.is_floating_point() or not bool(((t == 0) | (t == 1)).all()):
+            raise TypeError(f"{name} must be boolean (or 0/1), got {t.dtype}")
+        t = t.bool()
+    return t
+
+
+def _resolve_backend(backend: KnnBackend | str) -> KnnBackend:
+    if not isinstance(backend, str):
+        if not hasattr(backend, "search"):
+            raise TypeError(f"backend must be a KnnBackend or a name, got {type(backend).__name__}")
+        return backend
+    if backend == "torch":
+        return TorchKnn()
+    from omlcore.registry import build
+
+    built: KnnBackend = build("knn", {"name": backend, "args": {}})
+    return built
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming fnmr@fmr: exact quantile of all negative pair distances by a two-pass radix select.
+# --------------------------------------------------------------------------------------------------
+
+_BINS = 1 << 16
+
+
+def _sortable_keys(d: Tensor) -> Tensor:
+    """int64 keys whose order is the order of the float32 values ``d``."""
+    bits = d.float().contiguous().view(torch.int32).long()
+    return torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+
+
+def _key_to_float(key: int) -> float:
+    bits = key if key >= 0 else key ^ 0x7FFFFFFF
+    return float(torch.tensor([bits], dtype=torch.int32).view(torch.float32).item())
+
+
+def _stream_fnmr(
+    knn: TorchKnn,
+    q_emb: Tensor,
+    g_emb: Tensor,
+    q_lab: Tensor,
+    g_lab: Tensor,
+    exclusions: Exclusions,
+    q_group: Tensor,
+    groups: list[str],
+    fmr_vals: tuple[float, ...],
+) -> dict[str, dict[float, float]]:
+    """fnmr@fmr for OVERALL (``groups[0]``) and every group ``c >= 1`` (queries with ``q_group == c``).
+
+    Pass 1 keeps every admissible positive distance and a 65,536-bin histogram of the high 16 bits of
+    every admissible negative distance per group; pass 2 histograms the low 16 bits inside the bins that
+    hold the wanted order statistics. Both passes recompute the same distance blocks.
+    """
+    n_groups = len(groups)
+    q_emb, g_emb = q_emb.float(), g_emb.float()
+    pairs = exclusions.ignore_pairs() if exclusions.ignore is not None else None
+    pos_vals: list[Tensor] = []
+    pos_group: list[Tensor] = []
+    high_hist = torch.zeros(n_groups * _BINS, dtype=torch.long)
+
+    def block_masks(q0: int, q1: int, g0: int, g1: int, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        same = (q_lab[q0:q1, None] == g_lab[None, g0:g1]).to(dist.device)
+        excl = exclusions.block_mask(q0, q1, g0, g1, pairs)
+        ok = torch.ones_like(same) if excl is None else ~excl.to(dist.device)
+        rows = q_group[q0:q1].to(dist.device)[:, None].expand_as(same)
+        return same & ok, ~same & ok, rows
+
+    for q0, q1, g0, g1, dist in knn.blocks(q_emb, g_emb):
+        pos, neg, rows = block_masks(q0, q1, g0, g1, dist)
+        pos_vals.append(dist[pos].double().cpu())
+        pos_group.append(rows[pos].cpu())
+        keys = _sortable_keys(dist[neg])
+        high = (keys >> 16) + _BINS // 2
+        grp = rows[neg].long()
+        high_hist += torch.bincount((grp * _BINS + high).cpu(), minlength=n_groups * _BINS)
+        high_hist[:_BINS] += torch.bincount(high.cpu(), minlength=_BINS) if n_groups > 1 else 0
+    # Rows are tagged with their category (>= 1) when there are categories; OVERALL (row 0) then got
+    # its own bincount above.
+    hist = high_hist.view(n_groups, _BINS)
+    pos_all = torch.cat(pos_vals) if pos_vals else torch.zeros(0, dtype=torch.double)
+    pos_grp = torch.cat(pos_group) if pos_group else torch.zeros(0, dtype=torch.long)
+
+    # The ranks wanted per (group, fmr): floor and ceil of fmr * (n - 1).
+    wanted: dict[tuple[int, int], int] = {}  # (group, rank) -> slot
+    targets: list[tuple[int, int, int, int]] = []  # (group, rank, high bin, rank within bin)
+    cum = hist.cumsum(1)
+    n_neg = hist.sum(1)
+    for gi in range(n_groups):
+        n = int(n_neg[gi])
+        if n == 0:
+            continue
+        for fmr in fmr_vals:
+            pos_r = fmr * (n - 1)
+            for rank in {math.floor(pos_r), min(math.floor(pos_r) + 1, n - 1)}:
+                if (gi, rank) in wanted:
+                    continue
+                b = int(torch.searchsorted(cum[gi], torch.tensor([rank]), right=True).item())
+                before = int(cum[gi, b - 1]) if b > 0 else 0
+                wanted[(gi, rank)] = len(targets)
+                targets.append((gi, rank, b, rank - before))
+    values: dict[tuple[int, int], float] = {}
+    if targets:
+        bin_ids = sorted({(gi, b) for gi, _, b, _ in targets})
+        slot_of = {gb: s for s, gb in enumerate(bin_ids)}
+        table = torch.full((n_groups, _BINS), -1, dtype=torch.long)
+        for (gi, b), s in slot_of.items():
+            table[gi, b] = s
+        low_hist = torch.zeros(len(bin_ids) * _BINS, dtype=torch.long)
+        for q0, q1, g0, g1, dist in knn.blocks(q_emb, g_emb):
+            _, neg, rows = block_masks(q0, q1, g0, g1, dist)
+            keys = _sortable_keys(dist[neg]).cpu()
+            high = (keys >> 16) + _BINS // 2
+            low = keys & 0xFFFF
+            grp = rows[neg].long().cpu()
+            tagged = [grp] if n_groups == 1 else [grp, torch.zeros_like(grp)]
+            for g_ids in tagged:
+                slot = table[g_ids, high]
+                sel = slot >= 0
+                low_hist += torch.bincount(slot[sel] * _BINS + low[sel], minlength=len(bin_ids) * _BINS)
+        low_cum = low_hist.view(len(bin_ids), _BINS).cumsum(1)
+        for gi, rank, b, within in targets:
+            s = slot_of[(gi, b)]
+            low = int(torch.searchsorted(low_cum[s], torch.tensor([within]), right=True).item())
+            values[(gi, rank)] = _key_to_float((b - _BINS // 2) * _BINS + low)
+
+    out: dict[str, dict[float, float]] = {}
+    for gi, name in enumerate(groups):
+        n = int(n_neg[gi])
+        pos = pos_all if gi == 0 else pos_all[pos_grp == gi]
+        res: dict[float, float] = {}
+        for fmr in fmr_vals:
+            if n == 0 or pos.numel() == 0:
+                res[fmr] = math.nan
+                continue
+            pos_r = fmr * (n - 1)
+            lo = math.floor(pos_r)
+            hi = min(lo + 1, n - 1)
+            threshold = _lerp(values[(gi, lo)], values[(gi, hi)], pos_r - lo)
+            res[fmr] = float((pos >= threshold).double().mean())
+        out[name] = res
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The main function.
+# --------------------------------------------------------------------------------------------------
+
+
+def retrieval_metrics(
+    embeddings: Tensor,
+    labels: Any,
+    is_query: Any,
+    is_gallery: Any,
+    *,
+    categories: Any = None,
+    sequence: Any = None,
+    ignore: Sequence[Iterable[int]] | None = None,
+    sample_ids: Any = None,
+    cmc_top_k: Iterable[int] = (5,),
+    precision_top_k: Iterable[int] = (5,),
+    map_top_k: Iterable[int] = (5,),
+    fmr_vals: Iterable[float] = (),
+    pcf_variance: Iterable[float] = (),
+    map_at_r: bool = False,
+    r_precision: bool = False,
+    recall_top_k: Iterable[int] = (),
+    mrr_top_k: Iterable[int] = (),
+    ndcg_top_k: Iterable[int] = (),
+    no_positive: NoPositivePolicy = "skip",
+    backend: KnnBackend | str = "torch",
+    return_only_overall: bool = False,
+) -> MetricsResult:
+    """Retrieval metrics of ``N`` embeddings, each row a query, a gallery item or both.
+
+    Arguments (per row, length ``N``): ``labels`` (ints or strings; rows with equal labels are
+    positives), ``is_query``/``is_gallery`` (bool), ``categories`` (optional; metrics are also reported
+    per category of the *query*, against the whole gallery), ``sequence`` (optional; a query never
+    retrieves a gallery row of its own sequence; ``None`` entries belong to no sequence), ``sample_ids``
+    (optional; a query never retrieves a gallery row with its own id; default: the row position, so a row
+    that is both query and gallery never retrieves itself), ``ignore`` (optional, one entry per row:
+    positions in ``embeddings`` of gallery rows that query must not retrieve; entries of non-query rows
+    and positions of non-gallery rows are unused).
+
+    Metrics (each ``k`` a positive int; a ``k`` above the gallery size is clipped with a warning and keeps
+    its key): ``cmc``, ``precision`` (OML: hits / min(k, n_pos)), ``map`` (OML: normalised by hits in the
+    top k), ``recall`` (hits / n_pos), ``mrr`` (first hit within k), ``ndcg``, ``map_at_r`` and
+    ``r_precision`` (key ``"R"``), ``fnmr@fmr`` (keys the fmr values, ignored pairs never counted) and
+    ``pcf`` (keys the variance fractions).
+
+    ``no_positive``: queries without an admissible positive are ``"skip"``-ped (default: left out of the
+    means, NaN per query, a warning names how many; ``result.no_positive_queries`` lists them),
+    scored as a ``"miss"`` (0 for every per-query metric, with a warning) or make the call ``"raise"``
+    ``ValueError``.
+
+    ``backend``: a :class:`~omlcore.protocols.KnnBackend` or an ``omlcore.knn`` entry-point name
+    (``"torch"``, ``"faiss"``...). fnmr@fmr always computes its distances with :class:`TorchKnn` (the
+    backend itself when it is one, else with the backend's ``metric``).
+
+    Raises ``ValueError``/``TypeError`` on bad input (non-finite embeddings, no queries, no gallery rows,
+    mismatched lengths, mixed label types, k <= 0, unknown policy) before any search starts.
+    """
+    # ---- validation (cheap, before any search) ----
+    if not isinstance(embeddings, Tensor):
+        raise TypeError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
+    if embeddings.ndim != 2 or not embeddings.is_floating_point():
+        raise ValueError(f"embeddings must be a floating (N, D) tensor, got {embeddings.dtype} {tuple(embeddings.shape)}")
+    n = embeddings.shape[0]
+    if not bool(torch.isfinite(embeddings).all()):
+        bad = (~torch.isfinite(embeddings)).any(1).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"embeddings hold NaN or inf values (rows {bad}...)")
+    if no_positive not in _POLICIES:
+        raise ValueError(f"no_positive must be one of {list(_POLICIES)}, got {no_positive!r}")
+    cmc_ks = _check_ks("cmc_top_k", cmc_top_k)
+    prec_ks = _check_ks("precision_top_k", precision_top_k)
+    map_ks = _check_ks("map_top_k", map_top_k)
+    recall_ks = _check_ks("recall_top_k", recall_top_k)
+    mrr_ks = _check_ks("mrr_top_k", mrr_top_k)
+    ndcg_ks = _check_ks("ndcg_top_k", ndcg_top_k)
+    fmrs = _check_fmr(fmr_vals)
+    pcfs = _check_pcf(pcf_variance)
+    if not (cmc_ks or prec_ks or map_ks or recall_ks or mrr_ks or ndcg_ks or fmrs or pcfs or map_at_r or r_precision):
+        raise ValueError("retrieval_metrics: no metric requested (every list is empty and map_at_r/r_precision are off)")
+    lab = _factorize(labels, "labels", n)
+    isq = _bool_mask(is_query, "is_query", n)
+    isg = _bool_mask(is_gallery, "is_gallery", n)
+    if not bool(isq.any()):
+        raise ValueError("retrieval_metrics: there are no queries (is_query is all False)")
+    if not bool(isg.any()):
+        raise ValueError("retrieval_metrics: there are no gallery rows (is_gallery is all False)")
+    seq = _factorize(sequence, "sequence", n, allow_none=True) if sequence is not None else None
+    ids = _factorize(sample_ids, "sample_ids", n) if sample_ids is not None else torch.arange(n)
+    cat_names: list[str] = []
+    cat_codes: Tensor | None = None
+    if categories is not None:
+        raw = categories.tolist() if isinstance(categories, (Tensor, np.ndarray)) else list(categories)
+        cat_codes = _factorize(raw, "categories", n)
+        names_by_code: dict[int, str] = {}
+        for code, value in zip(cat_codes.tolist(), raw):
+            names_by_code.setdefault(code, str(value))
+        cat_names = [names_by_code[c] for c in sorted(names_by_code)]
+        if OVERALL in cat_names:
+            raise ValueError(f"a category may not be named {OVERALL!r}")
+    if ignore is not None and len(ignore) != n:
+        raise ValueError(f"ignore has {len(ignore)} entries, expected one per row ({n})")
+    knn = _resolve_backend(backend)
+
+    q_rows = isq.nonzero().flatten()
+    g_rows = isg.nonzero().flatten()
+    n_q, n_g = q_rows.numel(), g_rows.numel()
+    gallery_pos = torch.full((n,), -1, dtype=torch.long)
+    gallery_pos[g_rows] = torch.arange(n_g)
+    ignore_q: list[list[int]] | None = None
+    if ignore is not None:
+        ignore_q = []
+        for r in q_rows.tolist():
+            entries: list[int] = []
+            for x in ignore[r]:
+                xi = int(x)
+                if not 0 <= xi < n:
+                    raise ValueError(f"ignore[{r}] holds {x}, outside range(0, {n})")
+                if gallery_pos[xi] >= 0:
+                    entries.append(int(gallery_pos[xi]))
+            ignore_q.append(entries)
+    exclusions = Exclusions(
+        query_ids=ids[q_rows],
+        gallery_ids=ids[g_rows],
+        query_sequence=seq[q_rows] if seq is not None else None,
+        gallery_sequence=seq[g_rows] if seq is not None else None,
+        ignore=ignore_q,
+    )
+    q_lab, g_lab = lab[q_rows], lab[g_rows]
+
+    # ---- positives per query, exactly ----
+    total_pos = _count_matches(q_lab, g_lab)
+    n_pos = total_pos - excluded_counts(exclusions, n_q, n_g, q_lab, g_lab)
+    no_pos = (n_pos == 0).nonzero().flatten()
+    if no_pos.numel():
+        msg = (
+            f"{no_pos.numel()} of {n_q} queries have no positive in the gallery (after exclusions), "
+            f"e.g. query rows {q_rows[no_pos[:5]].tolist()}"
+        )
+        if no_positive == "raise":
+            raise ValueError(msg + "; pass no_positive='skip' or 'miss' to score them")
+        action = "left out of the means" if no_positive == "skip" else "scored as misses"
+        warnings.warn(f"{msg}; they are {action} (no_positive={no_positive!r})", RuntimeWarning, stacklevel=2)
+
+    # ---- kNN to the depth every metric needs ----
+    all_ks = (*cmc_ks, *prec_ks, *map_ks, *recall_ks, *mrr_ks, *ndcg_ks)
+    clipped = sorted({k for k in all_ks if k > n_g})
+    if clipped:
+        warnings.warn(
+            f"k values {clipped} exceed the gallery size {n_g}; they are clipped to {n_g} (keys unchanged)",
+            UserWarning,
+            stacklevel=2,
+        )
+    depth = max(all_ks, default=0)
+    if map_at_r or r_precision:
+        depth = max(depth, int(n_pos.max()))
+    depth = min(depth, n_g)
+    emb = embeddings.detach()
+    if depth > 0:
+        dist, idx = knn_with_exclusions(emb[q_rows.to(emb.device)], emb[g_rows.to(emb.device)], depth, knn, exclusions)
+        dist, idx = dist.cpu(), idx.cpu()
+    else:
+        dist = torch.empty(n_q, 0, dtype=emb.dtype)
+        idx = torch.empty(n_q, 0, dtype=torch.long)
+    gt = (idx >= 0) & (g_lab[idx.clamp(min=0)] == q_lab[:, None])
+
+    # ---- per-query values ----
+    per_query: dict[str, dict[MetricKey, Tensor]] = {}
+
+    def put(metric: str, key: MetricKey, values: Tensor) -> None:
+        per_query.setdefault(metric, {})[key] = values
+
+    for k in cmc_ks:
+        put("cmc", k, cmc_at_k(gt, min(k, n_g)))
+    for k in prec_ks:
+        put("precision", k, precision_at_k(gt, n_pos, min(k, n_g)))
+    for k in map_ks:
+        put("map", k, map_at_k(gt, min(k, n_g)))
+    for k in recall_ks:
+        put("recall", k, recall_at_k(gt, n_pos, min(k, n_g)))
+    for k in mrr_ks:
+        put("mrr", k, mrr_at_k(gt, min(k, n_g)))
+    for k in ndcg_ks:
+        put("ndcg", k, ndcg_at_k(gt, n_pos, min(k, n_g)))
+    if map_at_r:
+        put("map_at_r", "R", globals()["map_at_r"](gt, n_pos))
+    if r_precision:
+        put("r_precision", "R", globals()["r_precision"](gt, n_pos))
+    if no_pos.numel():
+        fill = math.nan if no_positive == "skip" else 0.0
+        for values in per_query.values():
+            for v in values.values():
+                v[no_pos] = fill
+    scored = n_pos > 0 if no_positive == "skip" else torch.ones(n_q, dtype=torch.bool)
+
+    # ---- groups: OVERALL plus categories (by the query's category) ----
+    group_queries: dict[str, Tensor] = {OVERALL: torch.arange(n_q)}
+    q_group = torch.zeros(n_q, dtype=torch.long)
+    if cat_codes is not None and not return_only_overall:
+        q_cat = cat_codes[q_rows]
+        for code, name in enumerate(cat_names):
+            members = (q_cat == code).nonzero().flatten()
+            if members.numel():
+                group_queries[name] = members
+        q_group = q_cat + 1
+    reduced: dict[str, dict[str, dict[MetricKey, float]]] = {}
+    unreduced: dict[str, dict[str, dict[MetricKey, Tensor]]] = {}
+    for name, members in group_queries.items():
+        red: dict[str, dict[MetricKey, float]] = {}
+        unred: dict[str, dict[MetricKey, Tensor]] = {}
+        keep = members[scored[members]]
+        for metric, values in per_query.items():
+            unred[metric] = {key: v[members] for key, v in values.items()}
+            red[metric] = {key: float(v[keep].mean()) if keep.numel() else math.nan for key, v in values.items()}
+        reduced[name] = red
+        unreduced[name] = unred
+
+    # ---- fnmr@fmr over all admissible pairs, streamed ----
+    if fmrs:
+        fnmr_knn = knn if isinstance(knn, TorchKnn) else TorchKnn(metric=_knn_metric(knn))
+        all_groups = [OVERALL] + (cat_names if cat_codes is not None and not return_only_overall else [])
+        fnmr = _stream_fnmr(
+            fnmr_knn, emb[q_rows.to(emb.device)], emb[g_rows.to(emb.device)], q_lab, g_lab, exclusions, q_group,
+            all_groups, fmrs,
+        )  # fmt: skip
+        for name, values in fnmr.items():
+            if name in reduced:
+                reduced[name]["fnmr@fmr"] = dict(values)
+
+    # ---- pcf over all embeddings of the group (categories: every row of the category) ----
+    if pcfs:
+        reduced[OVERALL]["pcf"] = dict(pcf(emb, pcfs))
+        if cat_codes is not None and not return_only_overall:
+            for code, name in enumerate(cat_names):
+                if name in reduced:
+                    reduced[name]["pcf"] = dict(pcf(emb[(cat_codes == code).to(emb.device)], pcfs))
+
+    return MetricsResult(
+        reduced=reduced,
+        unreduced=unreduced,
+        query_rows=q_rows,
+        gallery_rows=g_rows,
+        distances=dist,
+        retrieved=idx,
+        gt=gt,
+        n_positives=n_pos,
+        no_positive_queries=no_pos,
+        group_queries=group_queries,
+    )
+
+
+def _knn_metric(backend: KnnBackend) -> Literal["l2", "cosine", "dot"]:
+    metric = getattr(backend, "metric", "l2")
+    if metric not in ("l2", "cosine", "dot"):
+        raise ValueError(f"backend metric {metric!r} is not one of 'l2', 'cosine', 'dot'")
+    return metric  # type: ignore[no-any-return]
+
+
+def _count_matches(query_keys: Tensor, gallery_keys: Tensor) -> Tensor:
+    """For each query, the number of gallery rows with the same key."""
+    counts = torch.bincount(gallery_keys, minlength=int(max(query_keys.max(), gallery_keys.max())) + 1)
+    return counts[query_keys]
