@@ -126,8 +126,10 @@ def as_faiss_matrix(x: Tensor, metric: str) -> Tensor:
 def rescore(queries: Tensor, gallery: Tensor, candidates: Tensor, metric: str) -> Tensor:
     """Float64 distances ``(c, m)`` from each query row to its candidate gallery rows.
 
-    ``queries`` and ``gallery`` are the float32 matrices given to faiss. ``"l2"``: ``|q - g|``, computed
-    from the difference (no cancellation); ``"cosine"``: ``1 - cos`` clamped to ``[0, 2]``. Candidates
+    ``queries`` and ``gallery`` are the caller's CPU tensors (any floating dtype, not normalised), so the
+    figures do not carry faiss's float32 rounding. ``"l2"``: ``|q - g|``, computed
+    from the difference (no cancellation); ``"cosine"``: ``1 - q.g / sqrt(|q|^2 |g|^2)`` clamped to
+    ``[0, 2]``, and 1 when either row is zero. Candidates
     ``-1`` (faiss found fewer than asked) get ``+inf``.
     """
     c, m = candidates.shape
@@ -142,10 +144,11 @@ def rescore(queries: Tensor, gallery: Tensor, candidates: Tensor, metric: str) -
         g = gallery[cand.clamp_min(0)].double()  # (s, m, D)
         if metric == "l2":
             d = (q[:, None, :] - g).square_().sum(dim=2).sqrt_()
-        else:
-            q = torch.nn.functional.normalize(q, dim=1)
-            g = torch.nn.functional.normalize(g, dim=2)
-            d = (1.0 - torch.einsum("sd,smd->sm", q, g)).clamp_(0.0, 2.0)
+        else:  # dot / sqrt(|q|^2 |g|^2): parallel rows give exactly 1, so exact ties stay exact
+            dot = torch.einsum("sd,smd->sm", q, g)
+            norms = (q.square().sum(dim=1, keepdim=True) * g.square().sum(dim=2)).sqrt_()
+            cos = torch.where(norms > 0, dot / norms.clamp_min(1e-300), torch.zeros_like(dot))
+            d = (1.0 - cos).clamp_(0.0, 2.0)
         out[start : start + step] = d.masked_fill_(missing, math.inf)
     return out
 
@@ -200,6 +203,7 @@ def faiss_values(raw: np.ndarray, metric: str) -> Tensor:
 
 def exact_rows(
     search: SearchFn,
+    faiss_queries: Tensor,
     queries: Tensor,
     gallery: Tensor,
     gallery_sq_norm_max: float,
@@ -210,7 +214,9 @@ def exact_rows(
 ) -> tuple[Tensor, Tensor, int]:
     """Exact top-``k`` of each query row with the (distance, index) order, from an exhaustive faiss search.
 
-    ``k <= G``. Returns ``(distances (c, k) dtype, indices (c, k) long, rows that needed a wider search)``.
+    ``faiss_queries`` are the float32 rows given to ``search``; ``queries`` and ``gallery`` the caller's
+    CPU tensors, used to re-score. ``k <= G``. Returns ``(distances (c, k) dtype, indices (c, k) long,
+    number of rows that needed a wider search)``.
     """
     n_gallery = gallery.shape[0]
     c = queries.shape[0]
@@ -222,7 +228,7 @@ def exact_rows(
     bound = error_bound(queries, gallery_sq_norm_max, metric, dtype)
     while pending.numel() > 0:
         q = queries[pending]
-        raw_d, raw_i = search(q.numpy(), fetch)
+        raw_d, raw_i = search(faiss_queries[pending].numpy(), fetch)
         d, i = rank_candidates(q, gallery, raw_i, metric, k, dtype)
         if fetch >= n_gallery:
             done = torch.ones(pending.numel(), dtype=torch.bool)
@@ -248,5 +254,11 @@ def flat_index(gallery: Tensor, metric: str) -> Any:
 
 
 def max_sq_norm(gallery: Tensor) -> float:
-    """The largest squared row norm of ``gallery``, in float64."""
-    return float(gallery.double().square().sum(dim=1).max())
+    """The largest squared row norm of ``gallery``, in float64 (computed in row blocks)."""
+    step = max(1, RERANK_ELEMENTS // max(1, gallery.shape[1]))
+    return max(float(gallery[i : i + step].double().square().sum(dim=1).max()) for i in range(0, len(gallery), step))
+
+
+def on_cpu(x: Tensor) -> Tensor:
+    """``x`` detached and on the CPU, in its own dtype (no copy when it is already there)."""
+    return x.detach().cpu()

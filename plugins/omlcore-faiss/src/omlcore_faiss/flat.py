@@ -14,6 +14,7 @@ from omlcore_faiss._search import (
     faiss_threads,
     flat_index,
     max_sq_norm,
+    on_cpu,
     output_dtype,
 )
 
@@ -81,12 +82,15 @@ class FaissKnn:
         indices = torch.empty(n_queries, k_eff, dtype=torch.long)
         widened = 0
         with torch.no_grad(), faiss_threads(self.num_threads):
-            g32 = as_faiss_matrix(gallery, self.metric)
-            index = flat_index(g32, self.metric)
-            g_norm = max_sq_norm(g32)
+            g_cpu = on_cpu(gallery)
+            index = flat_index(as_faiss_matrix(g_cpu, self.metric), self.metric)
+            g_norm = max_sq_norm(g_cpu)
             for start in range(0, n_queries, self.query_chunk):
-                q32 = as_faiss_matrix(queries[start : start + self.query_chunk], self.metric)
-                d, i, w = exact_rows(index.search, q32, g32, g_norm, self.metric, k_eff, self.tie_margin, dtype)
+                q_cpu = on_cpu(queries[start : start + self.query_chunk])
+                q32 = as_faiss_matrix(q_cpu, self.metric)
+                d, i, w = exact_rows(
+                    index.search, q32, q_cpu, g_cpu, g_norm, self.metric, k_eff, self.tie_margin, dtype
+                )
                 distances[start : start + q32.shape[0]] = d
                 indices[start : start + q32.shape[0]] = i
                 widened += w

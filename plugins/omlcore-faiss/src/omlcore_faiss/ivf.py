@@ -19,6 +19,7 @@ from omlcore_faiss._search import (
     flat_index,
     import_faiss,
     max_sq_norm,
+    on_cpu,
     output_dtype,
     rank_candidates,
 )
@@ -33,6 +34,7 @@ class _Built:
 
     key: tuple[Any, ...]
     gallery: torch.Tensor  # the caller's tensor, held so that its memory (and key) cannot be reused
+    g_cpu: torch.Tensor
     g32: torch.Tensor
     g_norm: float
     index: Any
@@ -141,7 +143,8 @@ class FaissIvfKnn:
         if self._built is not None and self._built.gallery is gallery and self._built.key == key:
             return self._built
         faiss = import_faiss()
-        g32 = as_faiss_matrix(gallery, self.metric)
+        g_cpu = on_cpu(gallery)
+        g32 = as_faiss_matrix(g_cpu, self.metric)
         n_gallery, dim = g32.shape
         n_train = min(n_gallery, self.train_size or 256 * (self.nlist or default_nlist(n_gallery)))
         nlist = min(self.nlist or default_nlist(n_gallery), n_train)
@@ -159,7 +162,7 @@ class FaissIvfKnn:
         if self.quantizer == "hnsw":
             hnsw = faiss.downcast_index(ivf.quantizer)
             hnsw.hnsw.efSearch = max(int(hnsw.hnsw.efSearch), 2 * ivf.nprobe)
-        self._built = _Built(key, gallery, g32, max_sq_norm(g32), index, nlist)
+        self._built = _Built(key, gallery, g_cpu, g32, max_sq_norm(g_cpu), index, nlist)
         return self._built
 
     # ---- search -------------------------------------------------------------------------------------
@@ -175,15 +178,16 @@ class FaissIvfKnn:
             built = self._index_for(gallery)
             fetch = min(k_eff + self.candidate_margin, gallery.shape[0])
             for start in range(0, n_queries, self.query_chunk):
-                q32 = as_faiss_matrix(queries[start : start + self.query_chunk], self.metric)
+                q_cpu = on_cpu(queries[start : start + self.query_chunk])
+                q32 = as_faiss_matrix(q_cpu, self.metric)
                 _, labels = built.index.search(q32.numpy(), fetch)
-                d, i = rank_candidates(q32, built.g32, labels, self.metric, k_eff, dtype)
+                d, i = rank_candidates(q_cpu, built.g_cpu, labels, self.metric, k_eff, dtype)
                 short = (i < 0).any(dim=1)
                 if bool(short.any()):
                     if built.flat is None:
                         built.flat = flat_index(built.g32, self.metric)
                     d[short], i[short], _ = exact_rows(
-                        built.flat.search, q32[short], built.g32, built.g_norm, self.metric, k_eff,
+                        built.flat.search, q32[short], q_cpu[short], built.g_cpu, built.g_norm, self.metric, k_eff,
                         self.candidate_margin, dtype,
                     )  # fmt: skip
                     fallback += int(short.sum())
