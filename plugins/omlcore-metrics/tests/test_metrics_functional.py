@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from omlcore_metrics.functional import (
     MetricsResult,
     cmc_at_k,
@@ -36,7 +35,8 @@ def test_map_examples_from_oml() -> None:
 def test_helpers_on_one_ranking() -> None:
     gt = gt_rows([0, 1, 0, 1, 1, 0])
     n_pos = torch.tensor([4])
-    assert cmc_at_k(gt, 1).item() == 0.0 and cmc_at_k(gt, 2).item() == 1.0
+    assert cmc_at_k(gt, 1).item() == 0.0
+    assert cmc_at_k(gt, 2).item() == 1.0
     assert precision_at_k(gt, n_pos, 5).item() == pytest.approx(3 / 4)  # min(5, 4)
     assert precision_at_k(gt, torch.tensor([2]), 5).item() == pytest.approx(3 / 2)  # OML's formula, unclamped
     assert recall_at_k(gt, n_pos, 4).item() == pytest.approx(2 / 4)
@@ -48,7 +48,8 @@ def test_helpers_on_one_ranking() -> None:
     assert map_at_r(gt, n_pos).item() == pytest.approx((1 / 2 + 2 / 4) / 4)
     assert r_precision(gt, n_pos).item() == pytest.approx(2 / 4)
     nan = torch.tensor([0])
-    assert math.isnan(precision_at_k(gt, nan, 3).item()) and math.isnan(map_at_r(gt, nan).item())
+    assert math.isnan(precision_at_k(gt, nan, 3).item())
+    assert math.isnan(map_at_r(gt, nan).item())
 
 
 def test_fnmr_doctest_values() -> None:
@@ -57,7 +58,7 @@ def test_fnmr_doctest_values() -> None:
     out = fnmr_at_fmr(pos, neg, (0.1, 0.5))
     assert out == {0.1: pytest.approx(0.4), 0.5: pytest.approx(0.2)}
     quantiles = [np.quantile(neg.numpy(), f) for f in (0.0, 0.33, 1.0)]
-    for f, q in zip((0.0, 0.33, 1.0), quantiles):
+    for f, q in zip((0.0, 0.33, 1.0), quantiles, strict=False):
         assert fnmr_at_fmr(pos, neg, (f,))[f] == pytest.approx(float((pos.numpy() >= q).mean()))
 
 

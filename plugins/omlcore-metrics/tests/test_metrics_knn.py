@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from omlcore_metrics.knn import Exclusions, TorchKnn, knn_with_exclusions
 from torch import Tensor
 
 from omlcore.registry import build
 from omlcore.testing.conformance import KnnBackendConformance
-from omlcore_metrics.knn import Exclusions, TorchKnn, knn_with_exclusions
 
 
 class TestTorchKnnL2Conformance(KnnBackendConformance):
@@ -51,7 +51,8 @@ def reference_excluded(queries: Tensor, gallery: Tensor, k: int, excluded: Tenso
 def test_entry_point_builds_torch_knn() -> None:
     knn = build("knn", {"name": "torch", "args": {"metric": "cosine", "query_chunk": 8}})
     assert isinstance(knn, TorchKnn)
-    assert knn.metric == "cosine" and knn.query_chunk == 8
+    assert knn.metric == "cosine"
+    assert knn.query_chunk == 8
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
@@ -81,7 +82,9 @@ def _random_exclusions(n_q: int, n_g: int, seed: int) -> tuple[Exclusions, Tenso
     g = torch.Generator().manual_seed(seed)
     q_ids, g_ids = torch.randint(0, 6, (n_q,), generator=g), torch.randint(0, 6, (n_g,), generator=g)
     q_seq, g_seq = torch.randint(0, 4, (n_q,), generator=g), torch.randint(0, 4, (n_g,), generator=g)
-    ignore = [torch.randint(0, n_g, (int(torch.randint(0, 4, (1,), generator=g)),), generator=g).tolist() for _ in range(n_q)]
+    ignore = [
+        torch.randint(0, n_g, (int(torch.randint(0, 4, (1,), generator=g)),), generator=g).tolist() for _ in range(n_q)
+    ]
     excl = Exclusions(q_ids, g_ids, q_seq, g_seq, ignore)
     mask = (q_ids[:, None] == g_ids[None, :]) | (q_seq[:, None] == g_seq[None, :])
     for qi, row in enumerate(ignore):
@@ -126,6 +129,7 @@ def test_search_validation() -> None:
 
 def test_empty_query_set_and_k_above_gallery() -> None:
     d, i = TorchKnn().search(torch.zeros(0, 3), torch.randn(4, 3), 2)
-    assert d.shape == (0, 2) and i.shape == (0, 2)
+    assert d.shape == (0, 2)
+    assert i.shape == (0, 2)
     d, i = TorchKnn().search(torch.randn(2, 3), torch.randn(4, 3), 10)
     assert i.shape == (2, 4)

@@ -271,7 +271,8 @@ def _factorize(values: Any, name: str, n: int, allow_none: bool = False) -> Tens
             raise ValueError(f"{name} has shape {tuple(values.shape)}, expected ({n},)")
         if values.is_floating_point() or values.is_complex():
             raise TypeError(f"{name} must hold integers or strings, got a {values.dtype} tensor")
-        return torch.unique(values.cpu(), return_inverse=True)[1].long()
+        inverse: Tensor = torch.unique(values.cpu(), return_inverse=True)[1]
+        return inverse.long()
     items = list(values.tolist() if isinstance(values, np.ndarray) else values)
     if len(items) != n:
         raise ValueError(f"{name} has {len(items)} entries, expected {n}")
@@ -431,8 +432,8 @@ def _stream_fnmr(
         low_cum = low_hist.view(len(bin_ids), _BINS).cumsum(1)
         for gi, rank, b, within in targets:
             s = slot_of[(gi, b)]
-            low = int(torch.searchsorted(low_cum[s], torch.tensor([within]), right=True).item())
-            values[(gi, rank)] = _key_to_float((b - _BINS // 2) * _BINS + low)
+            low_bits = int(torch.searchsorted(low_cum[s], torch.tensor([within]), right=True).item())
+            values[(gi, rank)] = _key_to_float((b - _BINS // 2) * _BINS + low_bits)
 
     out: dict[str, dict[float, float]] = {}
     for gi, name in enumerate(groups):
@@ -514,7 +515,9 @@ def retrieval_metrics(
     if not isinstance(embeddings, Tensor):
         raise TypeError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
     if embeddings.ndim != 2 or not embeddings.is_floating_point():
-        raise ValueError(f"embeddings must be a floating (N, D) tensor, got {embeddings.dtype} {tuple(embeddings.shape)}")
+        raise ValueError(
+            f"embeddings must be a floating (N, D) tensor, got {embeddings.dtype} {tuple(embeddings.shape)}"
+        )
     n = embeddings.shape[0]
     if not bool(torch.isfinite(embeddings).all()):
         bad = (~torch.isfinite(embeddings)).any(1).nonzero().flatten()[:5].tolist()
@@ -530,7 +533,9 @@ def retrieval_metrics(
     fmrs = _check_fmr(fmr_vals)
     pcfs = _check_pcf(pcf_variance)
     if not (cmc_ks or prec_ks or map_ks or recall_ks or mrr_ks or ndcg_ks or fmrs or pcfs or map_at_r or r_precision):
-        raise ValueError("retrieval_metrics: no metric requested (every list is empty and map_at_r/r_precision are off)")
+        raise ValueError(
+            "retrieval_metrics: no metric requested (every list is empty and map_at_r/r_precision are off)"
+        )
     lab = _factorize(labels, "labels", n)
     isq = _bool_mask(is_query, "is_query", n)
     isg = _bool_mask(is_gallery, "is_gallery", n)
@@ -546,7 +551,7 @@ def retrieval_metrics(
         raw = categories.tolist() if isinstance(categories, (Tensor, np.ndarray)) else list(categories)
         cat_codes = _factorize(raw, "categories", n)
         names_by_code: dict[int, str] = {}
-        for code, value in zip(cat_codes.tolist(), raw):
+        for code, value in zip(cat_codes.tolist(), raw, strict=False):
             names_by_code.setdefault(code, str(value))
         cat_names = [names_by_code[c] for c in sorted(names_by_code)]
         if OVERALL in cat_names:
@@ -676,17 +681,18 @@ def retrieval_metrics(
             fnmr_knn, emb[q_rows.to(emb.device)], emb[g_rows.to(emb.device)], q_lab, g_lab, exclusions, q_group,
             all_groups, fmrs,
         )  # fmt: skip
-        for name, values in fnmr.items():
+        for name, rates in fnmr.items():
             if name in reduced:
-                reduced[name]["fnmr@fmr"] = dict(values)
+                reduced[name]["fnmr@fmr"] = {key: value for key, value in rates.items()}
 
     # ---- pcf over all embeddings of the group (categories: every row of the category) ----
     if pcfs:
-        reduced[OVERALL]["pcf"] = dict(pcf(emb, pcfs))
+        reduced[OVERALL]["pcf"] = {key: value for key, value in pcf(emb, pcfs).items()}
         if cat_codes is not None and not return_only_overall:
             for code, name in enumerate(cat_names):
                 if name in reduced:
-                    reduced[name]["pcf"] = dict(pcf(emb[(cat_codes == code).to(emb.device)], pcfs))
+                    fractions = pcf(emb[(cat_codes == code).to(emb.device)], pcfs)
+                    reduced[name]["pcf"] = {key: value for key, value in fractions.items()}
 
     return MetricsResult(
         reduced=reduced,
@@ -703,10 +709,14 @@ def retrieval_metrics(
 
 
 def _knn_metric(backend: KnnBackend) -> Literal["l2", "cosine", "dot"]:
-    metric = getattr(backend, "metric", "l2")
-    if metric not in ("l2", "cosine", "dot"):
-        raise ValueError(f"backend metric {metric!r} is not one of 'l2', 'cosine', 'dot'")
-    return metric  # type: ignore[no-any-return]
+    metric = str(getattr(backend, "metric", "l2"))
+    if metric == "l2":
+        return "l2"
+    if metric == "cosine":
+        return "cosine"
+    if metric == "dot":
+        return "dot"
+    raise ValueError(f"backend metric {metric!r} is not one of 'l2', 'cosine', 'dot'")
 
 
 def _count_matches(query_keys: Tensor, gallery_keys: Tensor) -> Tensor:

@@ -63,11 +63,13 @@ class Exclusions:
                     raise ValueError(f"Exclusions: gallery_{name} has shape {tuple(g.shape)}, expected ({n_gallery},)")
         if self.ignore is not None:
             if len(self.ignore) != n_queries:
-                raise ValueError(f"Exclusions: ignore has {len(self.ignore)} entries, expected one per query ({n_queries})")
-            for q, row in enumerate(self.ignore):
-                for g in row:
-                    if not 0 <= int(g) < n_gallery:
-                        raise ValueError(f"Exclusions: ignore[{q}] holds {g}, outside range(0, {n_gallery})")
+                raise ValueError(
+                    f"Exclusions: ignore has {len(self.ignore)} entries, expected one per query ({n_queries})"
+                )
+            for qi, row in enumerate(self.ignore):
+                for item in row:
+                    if not 0 <= int(item) < n_gallery:
+                        raise ValueError(f"Exclusions: ignore[{qi}] holds {item}, outside range(0, {n_gallery})")
 
     @property
     def empty(self) -> bool:
@@ -89,7 +91,9 @@ class Exclusions:
         """``(Q,)`` number of gallery rows excluded for each query, exactly (no pair counted twice)."""
         return excluded_counts(self, n_queries, n_gallery)
 
-    def block_mask(self, q0: int, q1: int, g0: int, g1: int, pairs: tuple[Tensor, Tensor] | None = None) -> Tensor | None:
+    def block_mask(
+        self, q0: int, q1: int, g0: int, g1: int, pairs: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor | None:
         """Boolean ``(q1 - q0, g1 - g0)`` mask of the excluded pairs in a block (``None`` if none).
 
         ``pairs`` is :meth:`ignore_pairs`, precomputed by callers that visit many blocks.
@@ -147,15 +151,18 @@ def excluded_counts(
     if n_queries == 0 or n_gallery == 0:
         return total
     if has_ids:
-        assert exclusions.query_ids is not None and exclusions.gallery_ids is not None
+        assert exclusions.query_ids is not None
+        assert exclusions.gallery_ids is not None
         qi, gi = exclusions.query_ids.long().view(-1, 1), exclusions.gallery_ids.long().view(-1, 1)
         total += _group_counts(torch.cat([kq, qi], 1), torch.cat([kg, gi], 1))
     if has_seq:
-        assert exclusions.query_sequence is not None and exclusions.gallery_sequence is not None
+        assert exclusions.query_sequence is not None
+        assert exclusions.gallery_sequence is not None
         qs, gs = exclusions.query_sequence.long().view(-1, 1), exclusions.gallery_sequence.long().view(-1, 1)
         total += _group_counts(torch.cat([kq, qs], 1), torch.cat([kg, gs], 1))
         if has_ids:
-            assert exclusions.query_ids is not None and exclusions.gallery_ids is not None
+            assert exclusions.query_ids is not None
+            assert exclusions.gallery_ids is not None
             qi, gi = exclusions.query_ids.long().view(-1, 1), exclusions.gallery_ids.long().view(-1, 1)
             total -= _group_counts(torch.cat([kq, qi, qs], 1), torch.cat([kg, gi, gs], 1))
     if exclusions.ignore is not None:
@@ -163,10 +170,12 @@ def excluded_counts(
         if pq.numel():
             keep = kq[pq, 0] == kg[pg, 0]
             if has_ids:
-                assert exclusions.query_ids is not None and exclusions.gallery_ids is not None
+                assert exclusions.query_ids is not None
+                assert exclusions.gallery_ids is not None
                 keep &= exclusions.query_ids[pq] != exclusions.gallery_ids[pg]
             if has_seq:
-                assert exclusions.query_sequence is not None and exclusions.gallery_sequence is not None
+                assert exclusions.query_sequence is not None
+                assert exclusions.gallery_sequence is not None
                 keep &= exclusions.query_sequence[pq] != exclusions.gallery_sequence[pg]
             total += torch.bincount(pq[keep], minlength=n_queries)
     return total
@@ -185,7 +194,9 @@ def pair_distances(queries: Tensor, gallery: Tensor, metric: str) -> Tensor:
     if metric == "dot":
         return -(queries @ gallery.T)
     if metric == "l2":
-        sq = (queries * queries).sum(1, keepdim=True) + (gallery * gallery).sum(1)[None, :] - 2.0 * (queries @ gallery.T)
+        sq = (
+            (queries * queries).sum(1, keepdim=True) + (gallery * gallery).sum(1)[None, :] - 2.0 * (queries @ gallery.T)
+        )
         return sq.clamp_(min=0.0).sqrt_()
     raise ValueError(f"unknown distance metric {metric!r}; expected one of {list(_METRICS)}")
 
