@@ -186,11 +186,7 @@ def main() -> None:
                 }
             )
             for r in group:
-                mark = (
-                    f"{_fmt(t_ratio, 2)} (vs {fastest['library']} {fastest['impl'].split(' + ')[-1]})"
-                    if r is ours and fastest
-                    else ""
-                )
+                mark = f"{_fmt(t_ratio, 2)} (vs {fastest['impl']})" if r is ours and fastest else ""
                 mem = f"{_fmt(m_ratio, 2)}" if r is ours else ""
                 ms = _fmt(r["median_ms"], 2) if r["median_ms"] is not None else (r["error"] or "—")
                 print(f"| {batch_size} | {config} | {r['impl']} | {ms} | {_fmt(r['peak_mb'])} | {mark} | {mem} |")
