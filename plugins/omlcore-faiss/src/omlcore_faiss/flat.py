@@ -46,7 +46,7 @@ class FaissKnn:
         self,
         metric: Metric = "l2",
         *,
-        query_chunk: int = 2048,
+        query_chunk: int = 16384,
         num_threads: int | None = None,
         tie_margin: int = 16,
     ) -> None:

@@ -85,7 +85,7 @@ class FaissIvfKnn:
         quantizer: Literal["flat", "hnsw"] = "flat",
         train_size: int | None = None,
         seed: int = 0,
-        query_chunk: int = 2048,
+        query_chunk: int = 16384,
         num_threads: int | None = None,
         candidate_margin: int = 16,
         recall_sample: int = 0,
