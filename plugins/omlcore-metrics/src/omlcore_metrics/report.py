@@ -223,16 +223,24 @@ def plot_queries(
     positions = _query_positions(result, queries, by_row)
     if not positions:
         raise ValueError("no query to draw")
-    n_cols = 1 + n_instances + n_gt
-    fig = _new_figure(1.9 * n_cols, 2.1 * len(positions))
-    axes = fig.subplots(len(positions), n_cols, squeeze=False)
     retrieved_rows = result.retrieved_rows()
+    tops: list[list[int]] = []
+    missed_all: list[list[tuple[int, float]]] = []
+    for qpos in positions:
+        top = retrieved_rows[qpos, :n_instances].tolist() if retrieved_rows.numel() else []
+        tops.append(top)
+        shown = {int(g) for g in top if g >= 0}
+        missed_all.append(_missed_ground_truths(result, data, qpos, shown)[:n_gt] if n_gt else [])
+    gt_cols = max((len(m) for m in missed_all), default=0)  # no empty columns when nothing was missed
+    n_cols = 1 + n_instances + gt_cols
+    fig = _new_figure(1.9 * n_cols, 2.3 * len(positions) + (0.4 if title else 0.0))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(len(positions), n_cols, squeeze=False)
     for r, qpos in enumerate(positions):
         q_row = int(result.query_rows[qpos])
         cells = list(axes[r])
         _draw_cell(cells[0], data, q_row, QUERY_COLOUR, f"query (row {data.row_id(q_row)})\n{data.label_text(q_row)}")
-        shown: set[int] = set()
-        top = retrieved_rows[qpos, :n_instances].tolist() if retrieved_rows.numel() else []
+        top = tops[r]
         dists = result.distances[qpos, :n_instances].tolist() if result.distances.numel() else []
         for i in range(n_instances):
             ax = cells[1 + i]
@@ -240,12 +248,11 @@ def plot_queries(
                 ax.axis("off")
                 continue
             g_row = int(top[i])
-            shown.add(g_row)
             ok = bool(data.labels[g_row] == data.labels[q_row])
             colour = CORRECT_COLOUR if ok else WRONG_COLOUR
             _draw_cell(ax, data, g_row, colour, f"#{i + 1}  d={dists[i]:.3f}\n{data.label_text(g_row)}")
-        missed = _missed_ground_truths(result, data, qpos, shown)[:n_gt] if n_gt else []
-        for j in range(n_gt):
+        missed = missed_all[r]
+        for j in range(gt_cols):
             ax = cells[1 + n_instances + j]
             if j >= len(missed):
                 ax.axis("off")
@@ -255,7 +262,6 @@ def plot_queries(
             _draw_cell(ax, data, g_row, GT_COLOUR, f"{label}\n{data.label_text(g_row)}")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return fig
 
 
