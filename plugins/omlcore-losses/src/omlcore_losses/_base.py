@@ -106,10 +106,21 @@ def pair_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def pairwise_l2(x: Tensor) -> Tensor:
-    """Euclidean distances ``(B, B)`` with a zero, finite-gradient diagonal (and equal rows)."""
-    diff = x[:, None, :] - x[None, :, :]
-    dist: Tensor = torch.linalg.vector_norm(diff, dim=-1)
-    return dist
+    """Euclidean distances ``(B, B)`` with a zero, finite-gradient diagonal (and equal rows).
+
+    Computed as ``sqrt(|x_i|^2 + |x_j|^2 - 2 x_i . x_j)`` with one matrix product, in float64 so that the
+    cancellation of that form stays far below float32 resolution; memory is ``O(B^2)``, not the
+    ``O(B^2 D)`` of broadcasting differences. Where the squared distance is (numerically) zero the
+    distance is exactly 0 with a zero gradient, instead of the infinite slope of ``sqrt`` at 0.
+    """
+    x64 = x.double()
+    squared = (x64 * x64).sum(dim=1)
+    d2 = (squared[:, None] + squared[None, :] - 2.0 * (x64 @ x64.T)).clamp_min(0.0)
+    d2.fill_diagonal_(0.0)
+    tiny = 1e-18 * squared.max().clamp_min(1.0)  # relative to the scale of the data
+    positive = d2 > tiny
+    dist = torch.where(positive, d2.clamp_min(tiny).sqrt(), torch.zeros_like(d2))
+    return dist.to(x.dtype)
 
 
 class MetricLoss(nn.Module):
