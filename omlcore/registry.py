@@ -181,6 +181,10 @@ EXTRA_HINTS: dict[tuple[str, str], str] = {
     **{("loss", n): "pml" for n in _PML_LOSSES},
     **{("miner", n): "pml" for n in _PML_MINERS},
     **{("pair_miner", n): "pml" for n in _PML_PAIR_MINERS},
+    ("knn", "torch"): "metrics",
+    ("metric", "retrieval"): "metrics",
+    ("knn", "faiss"): "faiss",
+    ("knn", "faiss_ivf"): "faiss",
     **{
         ("transform", n): "images"
         for n in ("augs_torch", "norm_torch", "norm_resize_torch", "augs_hypvit_torch", "norm_resize_hypvit_torch")
