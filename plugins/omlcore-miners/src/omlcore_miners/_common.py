@@ -13,10 +13,10 @@ __all__ = [
     "RankRange",
     "all_triplets",
     "check_batch",
-    "distances",
     "empty_triplets",
     "n_hard",
     "parse_rank_range",
+    "sq_distances",
 ]
 
 
@@ -79,9 +79,9 @@ def check_batch(features: Tensor, labels: Tensor | Sequence[int]) -> Tensor:
         )
     if labels.device != features.device:
         raise ValueError(f"labels are on {labels.device}, features on {features.device}")
-    bad_rows = (~torch.isfinite(features.detach())).any(dim=1)
-    if bool(bad_rows.any()):
-        rows = bad_rows.nonzero().flatten()
+    detached = features.detach()
+    if not bool(torch.isfinite(detached).all()):  # one reduction; the rows are counted only on error
+        rows = (~torch.isfinite(detached)).any(dim=1).nonzero().flatten()
         raise ValueError(
             f"features contain NaN or infinite values in {rows.numel()} of {features.shape[0]} rows "
             f"(first: row {int(rows[0])})"
@@ -95,39 +95,90 @@ def empty_triplets(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     return empty, empty.clone(), empty.clone()
 
 
-def distances(x: Tensor, y: Tensor) -> Tensor:
-    """Euclidean distances ``(len(x), len(y))`` between detached rows, without the mm shortcut."""
-    x, y = x.detach(), y.detach()
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x, y = x.float(), y.float()
-    return torch.cdist(x, y.to(x.dtype), compute_mode="donot_use_mm_for_euclid_dist")
+def _gram_distances(x: Tensor, y: Tensor) -> Tensor:
+    """``|x|² + |y|² - 2·x·yᵀ`` clamped at 0, for float64 ``x`` and ``y``."""
+    return (x.square().sum(dim=1)[:, None] + y.square().sum(dim=1)[None, :] - 2.0 * (x @ y.T)).clamp_(min=0.0)
 
 
-def _ranked_columns(dist: Tensor, mask: Tensor, ranks: RankRange, descending: bool) -> tuple[Tensor, Tensor]:
-    """Per row, the columns of ``mask`` ranked by distance, restricted to ``ranks``; and their validity.
+def sq_distances(x: Tensor, y: Tensor | None = None, *, y_starts_with_x: bool = False) -> Tensor:
+    """Squared Euclidean distances ``(len(x), len(y))`` between detached rows, float64, for selection only.
 
-    Returns ``cols`` long ``(A, K)`` and ``valid`` bool ``(A, K)``; ties go to the smaller column.
+    ``y=None`` means ``y = x``; ``y_starts_with_x=True`` says that ``y[:len(x)]`` is ``x`` (a pool whose
+    first rows are the anchors: only ``y``'s rows are then looked at). The matrix-multiplication form
+    ``|x|² + |y|² - 2·x·yᵀ`` (clamped at 0) is computed on float64 copies: exact for integer-valued
+    features (sums below ``2**53``), so exact ties stay ties; for float32 features the error is about
+    ``1e-16`` of the squared norms. The products are taken between *distinct* rows only and spread back, so
+    equal rows get bit-equal distances to everything and distance exactly 0 to each other, whatever the
+    matmul's rounding. Ordering by squared distance equals ordering by distance: no square root is taken.
     """
-    fill = float("-inf") if descending else float("inf")
-    order = torch.sort(dist.masked_fill(~mask, fill), dim=1, descending=descending, stable=True).indices
-    start, stop = ranks.first - 1, min(ranks.last, dist.shape[1])
-    cols = order[:, start:stop]
-    rank_index = torch.arange(start, max(stop, start), device=dist.device)
+    if y is None:
+        rows, a_stop, c_start = x.detach().double(), x.shape[0], 0
+    elif y_starts_with_x:
+        rows, a_stop, c_start = y.detach().double(), x.shape[0], 0
+    else:
+        rows, a_stop, c_start = torch.cat([x.detach().double(), y.detach().double()]), x.shape[0], x.shape[0]
+    if rows.shape[0] == 0 or rows.shape[1] == 0:
+        return torch.zeros(a_stop, rows.shape[0] - c_start, dtype=torch.float64, device=rows.device)
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    if unique.shape[0] == rows.shape[0]:  # all rows distinct: the rows themselves, no remapping
+        anchors, columns = rows[:a_stop], rows[c_start:]
+        d2 = _gram_distances(anchors, columns)
+        same_row = torch.arange(c_start, a_stop, device=rows.device)  # anchor i is column i - c_start
+        d2[same_row, same_row - c_start] = 0.0
+        return d2
+    anchor_ids, anchor_pos = torch.unique(inverse[:a_stop], return_inverse=True)
+    column_ids, column_pos = torch.unique(inverse[c_start:], return_inverse=True)
+    d2_unique = _gram_distances(unique[anchor_ids], unique[column_ids])
+    d2_unique.masked_fill_(anchor_ids[:, None] == column_ids[None, :], 0.0)
+    return d2_unique[anchor_pos[:, None], column_pos[None, :]]
+
+
+def _ranked_columns(key: Tensor, mask: Tensor, ranks: RankRange) -> tuple[Tensor, Tensor]:
+    """Per row, the columns of ``mask`` by ascending ``key``, ties by smaller column, restricted to ``ranks``.
+
+    ``key`` is float64 ``(A, R)`` with ``+inf`` where ``mask`` is false. Returns ``cols`` long ``(A, K)``
+    and ``valid`` bool ``(A, K)`` (``valid[i, k]``: row ``i`` has a masked column of that rank).
+
+    No full sort: rank 1 alone is ``argmin`` (documented to return the first minimum, i.e. the smaller
+    column on ties). Otherwise ``topk`` finds the value ``t`` of rank ``last``; every column with a key
+    below ``t`` is kept, and of the columns equal to ``t`` the ones with the smallest indices fill the
+    remaining places (a cumulative count), which is exactly the set of ranks ``1..last`` of the
+    (key, column) order; only these ``last`` columns per row are then sorted (stable, so ties keep the
+    column order).
+    """
+    rows, width = key.shape
+    start, stop = ranks.first - 1, min(ranks.last, width)
+    rank_index = torch.arange(start, max(stop, start), device=key.device)
     valid = rank_index[None, :] < mask.sum(dim=1)[:, None]
-    return cols, valid
+    if stop <= start or rows == 0:
+        return torch.zeros(rows, rank_index.numel(), dtype=torch.long, device=key.device), valid
+    if stop == 1:
+        return key.argmin(dim=1, keepdim=True), valid
+    threshold = key.topk(stop, dim=1, largest=False, sorted=True).values[:, -1:]
+    below = key < threshold
+    room = stop - below.sum(dim=1, keepdim=True)
+    at = key == threshold
+    keep = below | (at & (at.cumsum(dim=1) <= room))
+    cols = keep.nonzero()[:, 1].view(rows, stop)  # per row, ascending column
+    order = key.gather(1, cols).sort(dim=1, stable=True).indices
+    return cols.gather(1, order)[:, start:], valid
 
 
 def n_hard(
-    dist: Tensor, pos_mask: Tensor, neg_mask: Tensor, positives: RankRange, negatives: RankRange
+    d2: Tensor, pos_mask: Tensor, neg_mask: Tensor, positives: RankRange, negatives: RankRange
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """N-hard triplets for anchors = rows of ``dist`` (``(A, R)``), candidates = its columns.
+    """N-hard triplets for anchors = rows of ``d2`` (``(A, R)``, float64 squared distances), candidates =
+    its columns.
 
     Per anchor: positives (``pos_mask``) ranked farthest first, negatives (``neg_mask``) nearest first,
-    ranks restricted to the given ranges; the cartesian product, ordered by anchor, positive rank,
-    negative rank. Returns row indices of the anchors and column indices of positives and negatives.
+    ties by the smaller column; ranks restricted to the given ranges; the cartesian product, ordered by
+    anchor, positive rank, negative rank. Returns row indices of the anchors and column indices of
+    positives and negatives.
     """
-    pos_cols, pos_valid = _ranked_columns(dist, pos_mask, positives, descending=True)
-    neg_cols, neg_valid = _ranked_columns(dist, neg_mask, negatives, descending=False)
+    inf = torch.tensor(float("inf"), dtype=d2.dtype, device=d2.device)
+    # ``0.0 - d2`` rather than ``-d2``: no -0.0 keys (they compare equal anyway; this keeps them plain).
+    pos_cols, pos_valid = _ranked_columns(torch.where(pos_mask, 0.0 - d2, inf), pos_mask, positives)
+    neg_cols, neg_valid = _ranked_columns(torch.where(neg_mask, d2, inf), neg_mask, negatives)
     grid = pos_valid[:, :, None] & neg_valid[:, None, :]
     a, pi, ni = grid.nonzero(as_tuple=True)
     return a, pos_cols[a, pi], neg_cols[a, ni]

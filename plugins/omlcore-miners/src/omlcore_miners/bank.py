@@ -11,10 +11,10 @@ from omlcore_miners._common import (
     Memory,
     all_triplets,
     check_batch,
-    distances,
     empty_triplets,
     n_hard,
     parse_rank_range,
+    sq_distances,
 )
 
 __all__ = ["MinerWithBank", "TripletMinerWithMemory"]
@@ -96,8 +96,8 @@ class MinerWithBank:
         same = labels[:, None] == pool_labels[None, :]
         not_self = torch.ones_like(same)
         not_self[:, :size].fill_diagonal_(False)
-        dist = distances(features, pool_features)
-        a, p, n = n_hard(dist, same & not_self, ~same, self._positive_ranks, self._negative_ranks)
+        d2 = sq_distances(features, pool_features, y_starts_with_x=True)
+        a, p, n = n_hard(d2, same & not_self, ~same, self._positive_ranks, self._negative_ranks)
         self._bank.push(features, labels)
         count = max(a.numel(), 1)
         self.last_logs = {

@@ -9,10 +9,10 @@ from omlcore_miners._common import (
     Memory,
     all_triplets,
     check_batch,
-    distances,
     empty_triplets,
     n_hard,
     parse_rank_range,
+    sq_distances,
 )
 
 __all__ = ["AllTripletsMiner", "HardClusterMiner", "HardTripletsMiner", "NHardTripletsMiner"]
@@ -73,8 +73,8 @@ class NHardTripletsMiner:
             return empty_triplets(features.device)
         same = labels[:, None] == labels[None, :]
         pos_mask = same & ~torch.eye(size, dtype=torch.bool, device=labels.device)
-        dist = distances(features, features)
-        a, p, n = n_hard(dist, pos_mask, ~same, self._positive_ranks, self._negative_ranks)
+        d2 = sq_distances(features)
+        a, p, n = n_hard(d2, pos_mask, ~same, self._positive_ranks, self._negative_ranks)
         self.last_logs = {"triplets": float(a.numel())}
         return a, p, n
 
@@ -118,12 +118,13 @@ class HardClusterMiner:
         if n_labels < 2:
             self.last_logs = {"triplets": 0.0}
             return empty_triplets(features.device)
-        to_centres = distances(features, centres)
+        # squared distances (float64) between the detached rows and the centres as returned
+        to_centres = sq_distances(features, centres)
         own = inverse[None, :] == torch.arange(n_labels, device=labels.device)[:, None]
         own_dist = to_centres.gather(1, inverse[:, None]).flatten()
         # argmax/argmin return the first (smallest-index) extremum on ties.
         farthest = own_dist[None, :].expand(n_labels, size).masked_fill(~own, float("-inf")).argmax(dim=1)
-        between = distances(centres, centres)
+        between = sq_distances(centres)
         between.fill_diagonal_(float("inf"))
         nearest = between.argmin(dim=1)
         chosen = (counts >= 2).nonzero().flatten()
