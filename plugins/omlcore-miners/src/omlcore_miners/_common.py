@@ -95,9 +95,15 @@ def empty_triplets(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     return empty, empty.clone(), empty.clone()
 
 
+# Rows are scaled by an exact power of two when an entry exceeds this, so that the squared norms (a sum of
+# up to 2**24 squares) stay finite in float64; ordering is invariant under scaling.
+_SCALE_ABOVE = 2.0**480
+
+
 def _gram_distances(x: Tensor, y: Tensor) -> Tensor:
-    """``|x|² + |y|² - 2·x·yᵀ`` clamped at 0, for float64 ``x`` and ``y``."""
-    return (x.square().sum(dim=1)[:, None] + y.square().sum(dim=1)[None, :] - 2.0 * (x @ y.T)).clamp_(min=0.0)
+    """``|x|² + |y|² - 2·x·yᵀ`` clamped at 0, for float64 ``x`` and ``y`` (one matmul, two in-place passes)."""
+    d2 = torch.addmm(y.square().sum(dim=1)[None, :], x, y.T, alpha=-2.0)
+    return d2.add_(x.square().sum(dim=1)[:, None]).clamp_(min=0.0)
 
 
 def sq_distances(x: Tensor, y: Tensor | None = None, *, y_starts_with_x: bool = False) -> Tensor:
@@ -109,7 +115,8 @@ def sq_distances(x: Tensor, y: Tensor | None = None, *, y_starts_with_x: bool = 
     features (sums below ``2**53``), so exact ties stay ties; for float32 features the error is about
     ``1e-16`` of the squared norms. The products are taken between *distinct* rows only and spread back, so
     equal rows get bit-equal distances to everything and distance exactly 0 to each other, whatever the
-    matmul's rounding. Ordering by squared distance equals ordering by distance: no square root is taken.
+    matmul's rounding. The result is finite for finite features. Ordering by squared distance equals
+    ordering by distance: no square root is taken.
     """
     if y is None:
         rows, a_stop, c_start = x.detach().double(), x.shape[0], 0
@@ -117,12 +124,14 @@ def sq_distances(x: Tensor, y: Tensor | None = None, *, y_starts_with_x: bool = 
         rows, a_stop, c_start = y.detach().double(), x.shape[0], 0
     else:
         rows, a_stop, c_start = torch.cat([x.detach().double(), y.detach().double()]), x.shape[0], x.shape[0]
-    if rows.shape[0] == 0 or rows.shape[1] == 0:
+    if rows.numel() == 0:
         return torch.zeros(a_stop, rows.shape[0] - c_start, dtype=torch.float64, device=rows.device)
+    wide = x.dtype == torch.float64 or (y is not None and y.dtype == torch.float64)
+    if wide and float(rows.abs().max()) > _SCALE_ABOVE:  # only float64 input can be this large
+        rows = rows * 2.0**-600
     unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
     if unique.shape[0] == rows.shape[0]:  # all rows distinct: the rows themselves, no remapping
-        anchors, columns = rows[:a_stop], rows[c_start:]
-        d2 = _gram_distances(anchors, columns)
+        d2 = _gram_distances(rows[:a_stop], rows[c_start:])
         same_row = torch.arange(c_start, a_stop, device=rows.device)  # anchor i is column i - c_start
         d2[same_row, same_row - c_start] = 0.0
         return d2
@@ -133,52 +142,58 @@ def sq_distances(x: Tensor, y: Tensor | None = None, *, y_starts_with_x: bool = 
     return d2_unique[anchor_pos[:, None], column_pos[None, :]]
 
 
-def _ranked_columns(key: Tensor, mask: Tensor, ranks: RankRange) -> tuple[Tensor, Tensor]:
-    """Per row, the columns of ``mask`` by ascending ``key``, ties by smaller column, restricted to ``ranks``.
+def _ranked_columns(d2: Tensor, mask: Tensor, ranks: RankRange, descending: bool) -> tuple[Tensor, Tensor]:
+    """Per row, the columns of ``mask`` ranked by ``d2`` (finite float64), ties by the smaller column,
+    restricted to ``ranks``.
 
-    ``key`` is float64 ``(A, R)`` with ``+inf`` where ``mask`` is false. Returns ``cols`` long ``(A, K)``
-    and ``valid`` bool ``(A, K)`` (``valid[i, k]``: row ``i`` has a masked column of that rank).
-
-    No full sort: rank 1 alone is ``argmin`` (documented to return the first minimum, i.e. the smaller
-    column on ties). Otherwise ``topk`` finds the value ``t`` of rank ``last``; every column with a key
-    below ``t`` is kept, and of the columns equal to ``t`` the ones with the smallest indices fill the
-    remaining places (a cumulative count), which is exactly the set of ranks ``1..last`` of the
-    (key, column) order; only these ``last`` columns per row are then sorted (stable, so ties keep the
+    Returns ``cols`` long ``(A, K)`` and ``valid`` bool ``(A, K)`` (``valid[i, k]``: row ``i`` has a
+    masked column of that rank). No full sort: the columns outside ``mask`` get the key ``∓inf`` (worse
+    than any finite distance); rank 1 alone is ``argmax``/``argmin`` (documented to return the first
+    extremum, i.e. the smaller column on ties). Otherwise ``topk`` finds the key ``t`` of rank ``last``;
+    every column strictly better than ``t`` is kept, and of the columns equal to ``t`` those with the
+    smallest indices fill the remaining places (a cumulative count): exactly ranks ``1..last`` of the
+    (key, column) order. Only these ``last`` columns per row are then sorted (stable: ties keep the
     column order).
     """
-    rows, width = key.shape
+    rows, width = d2.shape
     start, stop = ranks.first - 1, min(ranks.last, width)
-    rank_index = torch.arange(start, max(stop, start), device=key.device)
-    valid = rank_index[None, :] < mask.sum(dim=1)[:, None]
     if stop <= start or rows == 0:
-        return torch.zeros(rows, rank_index.numel(), dtype=torch.long, device=key.device), valid
+        empty = torch.zeros(rows, 0, dtype=torch.long, device=d2.device)
+        return empty, empty.bool()
+    fill = float("-inf") if descending else float("inf")
+    key = torch.where(mask, d2, fill)
     if stop == 1:
-        return key.argmin(dim=1, keepdim=True), valid
-    threshold = key.topk(stop, dim=1, largest=False, sorted=True).values[:, -1:]
-    below = key < threshold
-    room = stop - below.sum(dim=1, keepdim=True)
+        cols = key.argmax(dim=1, keepdim=True) if descending else key.argmin(dim=1, keepdim=True)
+        return cols, key.gather(1, cols) != fill
+    top = key.topk(stop, dim=1, largest=descending, sorted=True).values
+    threshold = top[:, -1:]
+    better = key > threshold if descending else key < threshold
+    room = stop - (top != threshold).sum(dim=1, keepdim=True)  # the better ones are all in the top
     at = key == threshold
-    keep = below | (at & (at.cumsum(dim=1) <= room))
+    keep = better | (at & (at.cumsum(dim=1) <= room))
     cols = keep.nonzero()[:, 1].view(rows, stop)  # per row, ascending column
-    order = key.gather(1, cols).sort(dim=1, stable=True).indices
-    return cols.gather(1, order)[:, start:], valid
+    picked = key.gather(1, cols)
+    order = picked.sort(dim=1, descending=descending, stable=True).indices
+    cols, picked = cols.gather(1, order)[:, start:], picked.gather(1, order)[:, start:]
+    return cols, picked != fill
 
 
 def n_hard(
     d2: Tensor, pos_mask: Tensor, neg_mask: Tensor, positives: RankRange, negatives: RankRange
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """N-hard triplets for anchors = rows of ``d2`` (``(A, R)``, float64 squared distances), candidates =
-    its columns.
+    """N-hard triplets for anchors = rows of ``d2`` (``(A, R)``, finite float64 squared distances from
+    :func:`sq_distances`), candidates = its columns.
 
     Per anchor: positives (``pos_mask``) ranked farthest first, negatives (``neg_mask``) nearest first,
     ties by the smaller column; ranks restricted to the given ranges; the cartesian product, ordered by
     anchor, positive rank, negative rank. Returns row indices of the anchors and column indices of
     positives and negatives.
     """
-    inf = torch.tensor(float("inf"), dtype=d2.dtype, device=d2.device)
-    # ``0.0 - d2`` rather than ``-d2``: no -0.0 keys (they compare equal anyway; this keeps them plain).
-    pos_cols, pos_valid = _ranked_columns(torch.where(pos_mask, 0.0 - d2, inf), pos_mask, positives)
-    neg_cols, neg_valid = _ranked_columns(torch.where(neg_mask, d2, inf), neg_mask, negatives)
+    pos_cols, pos_valid = _ranked_columns(d2, pos_mask, positives, descending=True)
+    neg_cols, neg_valid = _ranked_columns(d2, neg_mask, negatives, descending=False)
+    if pos_cols.shape[1] == 1 and neg_cols.shape[1] == 1:  # one triplet per anchor at most
+        a = (pos_valid & neg_valid).flatten().nonzero().flatten()
+        return a, pos_cols.flatten()[a], neg_cols.flatten()[a]
     grid = pos_valid[:, :, None] & neg_valid[:, None, :]
     a, pi, ni = grid.nonzero(as_tuple=True)
     return a, pos_cols[a, pi], neg_cols[a, ni]

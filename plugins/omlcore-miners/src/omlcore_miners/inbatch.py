@@ -72,7 +72,8 @@ class NHardTripletsMiner:
             self.last_logs = {"triplets": 0.0}
             return empty_triplets(features.device)
         same = labels[:, None] == labels[None, :]
-        pos_mask = same & ~torch.eye(size, dtype=torch.bool, device=labels.device)
+        pos_mask = same.clone()
+        pos_mask.fill_diagonal_(False)
         d2 = sq_distances(features)
         a, p, n = n_hard(d2, pos_mask, ~same, self._positive_ranks, self._negative_ranks)
         self.last_logs = {"triplets": float(a.numel())}
