@@ -115,6 +115,7 @@ class Project:
     path: Path
     name: str  # canonical distribution name
     requires: tuple[str, ...]  # canonical names of its [project] dependencies
+    extras: tuple[str, ...] = ()  # its optional-dependency groups: sessions install them all
 
     @property
     def folder(self) -> str:
@@ -123,6 +124,11 @@ class Project:
     @property
     def rel(self) -> str:
         return self.path.relative_to(ROOT).as_posix()
+
+    @property
+    def spec(self) -> str:
+        """The pip argument: the folder, with every extra so optional features are tested too."""
+        return f"{self.rel}[{','.join(self.extras)}]" if self.extras else self.rel
 
     def packages(self) -> list[str]:
         """Import packages under ``src/`` (relative paths), for mypy."""
@@ -133,7 +139,9 @@ class Project:
 def _load_project(path: Path) -> Project:
     table = nox.project.load_toml(path / "pyproject.toml").get("project", {})
     requires = tuple(canonicalize_name(Requirement(r).name) for r in table.get("dependencies", []))
-    return Project(path=path, name=canonicalize_name(table.get("name", path.name)), requires=requires)
+    extras = tuple(sorted(table.get("optional-dependencies", {})))
+    name = canonicalize_name(table.get("name", path.name))
+    return Project(path=path, name=name, requires=requires, extras=extras)
 
 
 PLUGINS: tuple[Project, ...] = tuple(_load_project(p.parent) for p in sorted(ROOT.glob("plugins/*/pyproject.toml")))
@@ -169,7 +177,7 @@ def dependency_group(name: str) -> list[str]:
 
 
 def editable(projects: Iterable[Project]) -> list[str]:
-    return [arg for p in projects for arg in ("-e", p.rel)]
+    return [arg for p in projects for arg in ("-e", p.spec)]
 
 
 # --------------------------------------------------------------------------------------------------
