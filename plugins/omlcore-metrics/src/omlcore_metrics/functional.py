@@ -615,7 +615,7 @@ def retrieval_metrics(
     depth = min(depth, n_g)
     emb = embeddings.detach()
     if depth > 0:
-        dist, idx = knn_with_exclusions(emb[q_rows.to(emb.device)], emb[g_rows.to(emb.device)], depth, knn, exclusions)
+        dist, idx = knn_with_exclusions(_rows(emb, q_rows), _rows(emb, g_rows), depth, knn, exclusions)
         dist, idx = dist.cpu(), idx.cpu()
     else:
         dist = torch.empty(n_q, 0, dtype=emb.dtype)
@@ -678,7 +678,7 @@ def retrieval_metrics(
         fnmr_knn = knn if isinstance(knn, TorchKnn) else TorchKnn(metric=_knn_metric(knn))
         all_groups = [OVERALL] + (cat_names if cat_codes is not None and not return_only_overall else [])
         fnmr = _stream_fnmr(
-            fnmr_knn, emb[q_rows.to(emb.device)], emb[g_rows.to(emb.device)], q_lab, g_lab, exclusions, q_group,
+            fnmr_knn, _rows(emb, q_rows), _rows(emb, g_rows), q_lab, g_lab, exclusions, q_group,
             all_groups, fmrs,
         )  # fmt: skip
         for name, rates in fnmr.items():
@@ -706,6 +706,13 @@ def retrieval_metrics(
         no_positive_queries=no_pos,
         group_queries=group_queries,
     )
+
+
+def _rows(emb: Tensor, rows: Tensor) -> Tensor:
+    """``emb[rows]`` for sorted, distinct ``rows``; a view, not a copy, when they are one contiguous range."""
+    if rows.numel() and int(rows[-1]) - int(rows[0]) + 1 == rows.numel():
+        return emb[int(rows[0]) : int(rows[-1]) + 1]
+    return emb[rows.to(emb.device)]
 
 
 def _knn_metric(backend: KnnBackend) -> Literal["l2", "cosine", "dot"]:

@@ -187,16 +187,19 @@ def pair_distances(queries: Tensor, gallery: Tensor, metric: str) -> Tensor:
 
     L2 uses ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))``; computed in the inputs' dtype.
     """
+    # In-place arithmetic on fresh blocks: at most two block-sized buffers, same bits as the plain formulas
+    # (scaling by -1 or -2 is exact, so ``a + (-2) * b`` rounds like ``a - 2 * b``).
     if metric == "cosine":
         queries = torch.nn.functional.normalize(queries, dim=1)
         gallery = torch.nn.functional.normalize(gallery, dim=1)
-        return 1.0 - queries @ gallery.T
+        return (queries @ gallery.T).neg_().add_(1.0)
     if metric == "dot":
-        return -(queries @ gallery.T)
+        return (queries @ gallery.T).neg_()
     if metric == "l2":
-        sq = (
-            (queries * queries).sum(1, keepdim=True) + (gallery * gallery).sum(1)[None, :] - 2.0 * (queries @ gallery.T)
-        )
+        dot = queries @ gallery.T
+        sq = (queries * queries).sum(1, keepdim=True) + (gallery * gallery).sum(1)[None, :]
+        sq.add_(dot, alpha=-2.0)
+        del dot
         return sq.clamp_(min=0.0).sqrt_()
     raise ValueError(f"unknown distance metric {metric!r}; expected one of {list(_METRICS)}")
 
@@ -205,11 +208,16 @@ def _block_topk(dist: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``k`` smallest entries of every row of ``dist`` in ``(value, column)`` order, exactly.
 
     ``torch.topk`` may pick any of several equal values at the k-th place; rows where that can happen
-    (more than ``k`` entries at most the k-th value) are redone with a stable sort.
+    (more than ``k`` entries at most the k-th value, i.e. the (k+1)-th smallest equals the k-th) are redone
+    with a stable sort. Asking ``topk`` for ``k + 1`` entries finds them without another pass over ``dist``.
     """
-    values, cols = torch.topk(dist, k, dim=1, largest=False, sorted=True)
-    kth = values[:, -1:]
-    ambiguous = (dist <= kth).sum(1) > k
+    if k < dist.shape[1]:
+        values, cols = torch.topk(dist, k + 1, dim=1, largest=False, sorted=True)
+        ambiguous = values[:, k] == values[:, k - 1]
+        values, cols = values[:, :k].contiguous(), cols[:, :k].contiguous()
+    else:
+        values, cols = torch.topk(dist, k, dim=1, largest=False, sorted=True)
+        ambiguous = torch.zeros(dist.shape[0], dtype=torch.bool, device=dist.device)
     if bool(ambiguous.any()):
         rows = ambiguous.nonzero().flatten()
         v2, c2 = torch.sort(dist[rows], dim=1, stable=True)
@@ -238,7 +246,7 @@ class TorchKnn:
     def __init__(
         self,
         metric: KnnMetric = "l2",
-        query_chunk: int = 4096,
+        query_chunk: int = 1024,
         gallery_chunk: int = 65536,
         device: str | None = None,
     ) -> None:
@@ -303,7 +311,7 @@ class TorchKnn:
             if exclude is not None:
                 mask = exclude.block_mask(q0, q1, g0, g1, pairs)
                 if mask is not None:
-                    dist = dist.masked_fill(mask.to(dist.device), math.inf)
+                    dist = dist.masked_fill_(mask.to(dist.device), math.inf)  # a fresh block: no copy
             d_blk, i_blk = _block_topk(dist, min(kk, g1 - g0))
             i_blk = i_blk + g0
             if run_d is None or run_i is None:
