@@ -201,7 +201,13 @@ class TripletLossWithMiner(_TripletBase):
                 f"{self.loss_name}: the miner {type(self.miner).__name__} returned an index >= {rows.shape[0]} "
                 f"(batch of {features.shape[0]} plus {rows.shape[0] - features.shape[0]} memory rows)"
             )
-        # One (N, N) distance matrix, then index it: gathering a feature row per triplet costs
-        # O(T * D) memory (gigabytes with all triplets of a large batch) and a slow scatter backward.
+        if a.numel() <= rows.shape[0]:
+            # Few triplets (batch-hard mining gives one per anchor): gathering their rows is cheaper
+            # than a full distance matrix and its backward.
+            d_ap = torch.linalg.vector_norm(rows[a] - rows[p], dim=1)
+            d_an = torch.linalg.vector_norm(rows[a] - rows[n], dim=1)
+            return self._from_distances(d_ap, d_an, extra)
+        # Many triplets: one (N, N) distance matrix, then index it. Gathering a feature row per triplet
+        # would cost O(T * D) memory (gigabytes with all triplets of a large batch) and a slow backward.
         dist = pairwise_l2(rows)
         return self._from_distances(dist[a, p], dist[a, n], extra)
