@@ -21,7 +21,7 @@ peer get a torch.profiler summary of omlcore's step.
 
 Usage (from the repository root, omlcore-losses and omlcore-miners installed in .venv)::
 
-    benchmarks/losses/setup_peer_venv.sh
+    benchmarks/setup_peer_venv.sh
     .venv/bin/python benchmarks/losses/bench_triplet.py [--sizes 128 512 1024] [--json out.json]
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-PEER_PYTHON = HERE / ".venv-peers" / "bin" / "python"
+PEER_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
 PEER_RUNNER = HERE / "peer_runner.py"
 
 CONFIGS: dict[str, list[tuple[str, str]]] = {
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()
     if not PEER_PYTHON.exists():
-        sys.exit(f"no peer venv at {PEER_PYTHON}; run benchmarks/losses/setup_peer_venv.sh first")
+        sys.exit(f"no peer venv at {PEER_PYTHON}; run benchmarks/setup_peer_venv.sh first")
 
     from importlib import metadata
 

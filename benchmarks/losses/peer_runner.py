@@ -1,6 +1,6 @@
 """Peer side of the triplet benchmark: OML 4.0 and PML 2.9 losses + miners; run in the peer venv.
 
-Usage: .venv-peers/bin/python peer_runner.py LIBRARY MODE CONFIG BATCH_SIZE [--repeat N ...]
+Usage: benchmarks/.venv-peers/bin/python peer_runner.py LIBRARY MODE CONFIG BATCH_SIZE [--repeat N ...]
 with LIBRARY in {oml, pml}, MODE in {time, mem, value, profile}, CONFIG one of the keys below. Prints one
 JSON line (see harness.py). Imports nothing from omlcore.
 

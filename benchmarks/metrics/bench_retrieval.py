@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import THREADS, bare_topk, emit, make_big, make_sop, measure, metrics_from_topk, rss_now_mb  # noqa: E402
 
-DEFAULT_PEER = HERE.parent / "losses" / ".venv-peers" / "bin" / "python"
+DEFAULT_PEER = HERE.parent / ".venv-peers" / "bin" / "python"
 ROWS = ("bare", "omlcore", "oml", "pml", "big")
 
 

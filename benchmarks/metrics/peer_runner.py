@@ -1,6 +1,6 @@
 """Peer side of the retrieval-metrics benchmark (run in the peer venv): OML 4.0 and PML 2.9.
 
-Usage: ``.venv-peers/bin/python peer_runner.py {oml,pml} [--dump PATH]``. Generates the SOP-sized data
+Usage: ``benchmarks/.venv-peers/bin/python peer_runner.py {oml,pml} [--dump PATH]``. Generates the SOP-sized data
 (``common.make_sop``), warms the library up on 512 rows, then times one full self-retrieval evaluation and
 prints one ``RESULT {json}`` line. Imports nothing from omlcore.
 

@@ -11,7 +11,7 @@ get uniformly random labels (seeded), shuffled; passed to both samplers as a Pyt
 
 Usage (from the repository root, with omlcore-samplers installed in the running interpreter)::
 
-    benchmarks/samplers/setup_peer_venv.sh
+    benchmarks/setup_peer_venv.sh
     .venv/bin/python benchmarks/samplers/bench_balance.py [--sizes 1000000:200000 ...] [--timeout 900]
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 from omlcore_samplers import BalanceSampler
 
 HERE = Path(__file__).resolve().parent
-PEER_PYTHON = HERE / ".venv-oml" / "bin" / "python"
+PEER_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
 DEFAULT_SIZES = ("10000:2000", "100000:20000", "1000000:200000")
 
 

@@ -1,6 +1,6 @@
 """Time OML 4.0's ``BalanceSampler`` on a saved label array; run by bench_balance.py in the peer venv.
 
-Usage: .venv-oml/bin/python oml_runner.py LABELS.npy N_LABELS N_INSTANCES
+Usage: benchmarks/.venv-peers/bin/python oml_runner.py LABELS.npy N_LABELS N_INSTANCES
 Prints one JSON line: {"construct_s", "epoch_s", "batches", "oml_version"}. Imports nothing from omlcore.
 """
 

@@ -28,7 +28,7 @@ from xml.etree import ElementTree
 import pytest
 
 from omlcore.registry import Registry
-from omlcore.testing import PluginSandbox
+from omlcore.testing import PluginSandbox, conformance
 from omlcore.testing.conformance import (
     BatchSamplerConformance,
     ExperimentLoggerConformance,
@@ -48,20 +48,7 @@ pytestmark = pytest.mark.integration
 pytest_plugins = ["pytester"]
 
 HERE = Path(__file__).resolve().parent
-SUITES = (
-    "BatchSamplerConformance",
-    "ExperimentLoggerConformance",
-    "ExtractorConformance",
-    "KnnBackendConformance",
-    "LRSchedulerConformance",
-    "LossConformance",
-    "MinerConformance",
-    "OptimizerConformance",
-    "PairMinerConformance",
-    "RetrievalMetricConformance",
-    "RetrievalPostprocessorConformance",
-    "TransformFactoryConformance",
-)
+SUITES = tuple(name for name in conformance.__all__ if name != "ComponentConformance")
 
 
 @pytest.fixture(scope="module")

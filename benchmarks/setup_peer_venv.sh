@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Build the peer venv for the sampler benchmark: open-metric-learning 4.0.0 (OML) with numpy<2 and
-# omegaconf (OML 4.0 imports it without declaring it), in benchmarks/samplers/.venv-oml.
+# Build the one peer venv of all side-by-side benchmarks (samplers, losses, metrics), benchmarks/.venv-peers:
+# open-metric-learning 4.0.0 (OML; needs numpy<2 and, undeclared, omegaconf), pytorch-metric-learning 2.9.0
+# (PML) and faiss-cpu (PML's AccuracyCalculator uses it). They resolve together.
 #
 # torch is not installed a second time (~5.5 GB): the venv gets a .pth file pointing at the repository's
 # shared torch store (.torch/<key>/site, see the docstring of noxfile.py), so pip sees torch/torchvision
 # as installed. The .pth entry comes after the venv's own site-packages, so the venv's numpy<2 wins
 # over the numpy 2 that the shared store also holds.
 #
-# Usage: benchmarks/samplers/setup_peer_venv.sh [python3]   (re-running it is cheap: pip finds everything)
+# Usage: benchmarks/setup_peer_venv.sh [python3]   (re-running it is cheap: pip finds everything)
 # Env:   OMLCORE_TORCH_DIR  where the shared torch store lives (default: <repo>/.torch)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+root="$(cd "$here/.." && pwd)"
 python="${1:-python3}"
-venv="$here/.venv-oml"
+venv="$here/.venv-peers"
 store="${OMLCORE_TORCH_DIR:-$root/.torch}"
 
 site=""
@@ -47,5 +48,25 @@ for d in metadata.distributions(path=[sys.argv[1]]):
         print(f"{d.metadata['Name']}=={d.version}")
 PY
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --progress-bar=off -c "$pins" \
-    "open-metric-learning==4.0.0" "numpy<2" omegaconf
-"$venv/bin/python" -c 'import numpy, torch, oml; from oml.samplers.balance import BalanceSampler; print("ok: oml", getattr(oml, "__version__", "?"), "| numpy", numpy.__version__, "| torch", torch.__version__)'
+    "open-metric-learning==4.0.0" "pytorch-metric-learning==2.9.0" "numpy<2" omegaconf faiss-cpu
+"$venv/bin/python" - <<'PY'
+from importlib import metadata
+
+import faiss
+import numpy
+import torch
+from oml.functional.knn import batched_knn
+from oml.losses.triplet import TripletLossWithMiner
+from oml.miners.inbatch_all_tri import AllTripletsMiner
+from oml.miners.inbatch_hard_tri import HardTripletsMiner
+from oml.samplers.balance import BalanceSampler
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.losses import TripletMarginLoss
+from pytorch_metric_learning.miners import TripletMarginMiner
+
+print(
+    "ok: oml", metadata.version("open-metric-learning"),
+    "| pml", metadata.version("pytorch-metric-learning"),
+    "| faiss", faiss.__version__, "| numpy", numpy.__version__, "| torch", torch.__version__,
+)
+PY
