@@ -30,6 +30,18 @@ class Memory(NamedTuple):
     labels: Tensor
 
 
+class MemoryRecorder:
+    """Keeps the extra rows the last ``sample()`` call mined from, for :meth:`last_memory`."""
+
+    _memory: Memory | None = None
+
+    def last_memory(self) -> Memory:
+        """The extra rows (indices ``>= B`` of the last result) of the last ``sample()`` call."""
+        if self._memory is None:
+            raise RuntimeError("last_memory() is available after the first sample() call")
+        return self._memory
+
+
 class RankRange(NamedTuple):
     """A 1-based inclusive range of ranks ``first..last``."""
 

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from omlcore_miners._common import (
     Memory,
+    MemoryRecorder,
     all_triplets,
     check_batch,
     empty_triplets,
@@ -51,7 +52,7 @@ class _BatchBank:
             self._batches.append((features.detach().clone(), labels.clone()))
 
 
-class MinerWithBank:
+class MinerWithBank(MemoryRecorder):
     """N-hard mining over ``[batch; bank]`` with anchors from the batch (OML's ``MinerWithBank``).
 
     Args:
@@ -71,14 +72,8 @@ class MinerWithBank:
         self._bank = _BatchBank(bank_size_in_batches)
         self._positive_ranks = parse_rank_range(n_positive, "n_positive")
         self._negative_ranks = parse_rank_range(n_negative, "n_negative")
-        self._memory: Memory | None = None
+        self._memory = None
         self.last_logs: dict[str, float] = {}
-
-    def last_memory(self) -> Memory:
-        """The bank rows the last ``sample()`` call mined from (empty until the bank is full)."""
-        if self._memory is None:
-            raise RuntimeError("last_memory() is available after the first sample() call")
-        return self._memory
 
     def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Triplets ordered by anchor, positive rank, negative rank; then the batch enters the bank."""
@@ -139,7 +134,7 @@ def _draw_positive_pairs(labels: Tensor, n: int, generator: torch.Generator) -> 
     return pairs[pick, 0], pairs[pick, 1]
 
 
-class TripletMinerWithMemory:
+class TripletMinerWithMemory(MemoryRecorder):
     """All in-batch triplets plus random triplets mixing the batch and a memory bank (OML's miner).
 
     Args:
@@ -160,14 +155,8 @@ class TripletMinerWithMemory:
         self.seed = seed
         self._bank = _BatchBank(bank_size_in_batches)
         self._generator = torch.Generator().manual_seed(seed)
-        self._memory: Memory | None = None
+        self._memory = None
         self.last_logs: dict[str, float] = {}
-
-    def last_memory(self) -> Memory:
-        """The bank rows the last ``sample()`` call drew from."""
-        if self._memory is None:
-            raise RuntimeError("last_memory() is available after the first sample() call")
-        return self._memory
 
     def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mixed triplets first, in-batch triplets last; then the batch enters the bank."""

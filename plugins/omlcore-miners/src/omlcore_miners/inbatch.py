@@ -7,6 +7,7 @@ from torch import Tensor
 
 from omlcore_miners._common import (
     Memory,
+    MemoryRecorder,
     all_triplets,
     check_batch,
     empty_triplets,
@@ -87,7 +88,7 @@ class HardTripletsMiner(NHardTripletsMiner):
         super().__init__(n_positive=1, n_negative=1)
 
 
-class HardClusterMiner:
+class HardClusterMiner(MemoryRecorder):
     """One triplet per label built on label centres (OML's ``HardClusterMiner``); uses extra rows.
 
     For each label ``c`` with at least two items (ascending label order): anchor = the centre of ``c``,
@@ -97,14 +98,8 @@ class HardClusterMiner:
     """
 
     def __init__(self) -> None:
-        self._memory: Memory | None = None
+        self._memory = None
         self.last_logs: dict[str, float] = {}
-
-    def last_memory(self) -> Memory:
-        """The label centres (with gradient) and labels of the last ``sample()`` call."""
-        if self._memory is None:
-            raise RuntimeError("last_memory() is available after the first sample() call")
-        return self._memory
 
     def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``n_labels`` triplets at most (labels with one item give none)."""
