@@ -69,6 +69,10 @@ def iter_slots(config: BaseModel, prefix: str = "") -> Iterator[tuple[str, str, 
         kind = slot_kind(type(config), fname)
         if kind is not None and isinstance(value, ComponentSpec):
             yield path, kind, value
+        elif kind is not None and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, ComponentSpec):
+                    yield f"{path}.{i}", kind, item
         elif isinstance(value, BaseModel):
             yield from iter_slots(value, prefix=f"{path}.")
 
@@ -199,7 +203,9 @@ class TrainConfig(_PipelineConfig):
     scheduling: SchedulingSection | None = None
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
-    logger: ComponentSpec | None = Slot("logger", None, "Experiment logger; null: only the run folder.")
+    logger: ComponentSpec | list[ComponentSpec] | None = Slot(
+        "logger", None, "Experiment logger, or a list of them; null: only the run folder."
+    )
 
     def cross_field_issues(self) -> list[ConfigIssue]:
         issues = []
@@ -233,7 +239,9 @@ class ValidateConfig(_PipelineConfig):
     extractor: ComponentSpec = Slot("extractor")
     postprocessor: ComponentSpec | None = Slot("postprocessor", None, "Re-ranks the top of each result.")
     metrics: MetricsSection = Field(default_factory=MetricsSection)
-    logger: ComponentSpec | None = Slot("logger", None, "Experiment logger; null: only the run folder.")
+    logger: ComponentSpec | list[ComponentSpec] | None = Slot(
+        "logger", None, "Experiment logger, or a list of them; null: only the run folder."
+    )
 
 
 class PredictDataSection(_Strict):

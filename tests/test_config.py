@@ -196,3 +196,27 @@ def test_validate_config_hook_contributes_issues(plugins: PluginSandbox) -> None
     assert plugin_issues(parse_config(TRAIN)) == []
     issues = plugin_issues(parse_config(apply_overrides(TRAIN, ["trainer.max_epochs=500"])))
     assert [i.path for i in issues] == ["trainer.max_epochs"]
+
+
+def test_logger_slot_takes_a_list_and_reports_item_paths(plugins: PluginSandbox) -> None:
+    class FileLogger:
+        def __init__(self, folder: str = "runs") -> None:
+            self.folder = folder
+
+        def log_params(self, params: Any) -> None: ...
+        def log_metrics(self, metrics: Any, step: int | None = None) -> None: ...
+        def log_figure(self, figure: Any, title: str, step: int) -> None: ...
+        def log_artifact(self, path: Any, name: str | None = None) -> None: ...
+        def lightning_logger(self) -> Any: ...
+        def finish(self, status: str = "success") -> None: ...
+
+    plugins.add("logger", "files", FileLogger)
+    one = {**TRAIN, "logger": {"name": "files"}}
+    several = {**TRAIN, "logger": [{"name": "files"}, {"name": "files", "args": {"foldr": "x"}}, {"name": "nope"}]}
+    assert [p for p, kind, _ in iter_slots(parse_config(one)) if kind == "logger"] == ["logger"]
+    config = parse_config(several)
+    assert [p for p, kind, _ in iter_slots(config) if kind == "logger"] == ["logger.0", "logger.1", "logger.2"]
+    issues = [str(i) for i in plugin_issues(config)]
+    assert "logger.1.args.foldr: extra inputs are not permitted; did you mean 'folder'?" in issues
+    assert any(i.startswith("logger.2.name: No logger named 'nope'") for i in issues)
+    assert not any(i.startswith("logger.0") for i in issues)
