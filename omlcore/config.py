@@ -23,10 +23,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from omlcore.errors import ConfigError, ConfigIssue, ConfigValidationError, OverrideError
-from omlcore.schemas import PIPELINES, iter_slots
+from omlcore.schemas import PIPELINES, ComponentSpec, iter_slots
 
 __all__ = [
     "apply_overrides",
+    "component_spec_from_text",
     "load_config",
     "parse_config",
     "plugin_issues",
@@ -199,3 +200,45 @@ def load_config(
         if issues:
             raise ConfigValidationError(issues, source=name)
     return config
+
+
+def component_spec_from_text(text: str, kind: str, *, option: str = "") -> ComponentSpec:
+    """A ``{name, args}`` spec given on a command line (``omlcore embed --extractor SPEC``), checked.
+
+    ``text`` is one of:
+
+    - a bare registered name: ``resnet``;
+    - a YAML flow mapping: ``"{name: resnet, args: {arch: resnet18, weights: null}}"``;
+    - the path of a YAML (or JSON) file holding such a mapping.
+
+    The spec is validated against the plugin's signature like a config slot (phase 1 and 2); problems
+    raise :class:`ConfigValidationError` whose paths start with ``option`` (e.g. ``--extractor.args.arch``).
+    """
+    from omlcore.registry import get_registry, kind_of
+
+    where = option or kind_of(kind).name
+    candidate = Path(text)
+    if text.endswith((".yaml", ".yml", ".json")) or (candidate.suffix == "" and candidate.is_file()):
+        if not candidate.is_file():
+            raise ConfigError(f"{where}: the file {text!r} does not exist")
+        data: Any = read_yaml(candidate)
+        source = str(candidate)
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"{where}: {text!r} is neither a registered name, a YAML mapping "
+                f"('{{name: NAME, args: {{...}}}}') nor a file ({exc})"
+            ) from exc
+        source = where
+    if isinstance(data, str):
+        data = {"name": data}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{where}: expected a name or a mapping '{{name: NAME, args: {{...}}}}', got {type(data).__name__}"
+        )
+    issues = get_registry().validate(kind, data, path=where)
+    if issues:
+        raise ConfigValidationError(issues, source=source)
+    return ComponentSpec.model_validate(data)

@@ -220,3 +220,22 @@ def test_logger_slot_takes_a_list_and_reports_item_paths(plugins: PluginSandbox)
     assert "logger.1.args.foldr: extra inputs are not permitted; did you mean 'folder'?" in issues
     assert any(i.startswith("logger.2.name: No logger named 'nope'") for i in issues)
     assert not any(i.startswith("logger.0") for i in issues)
+
+
+def test_component_spec_from_text(plugins: PluginSandbox, tmp_path: Path) -> None:
+    from omlcore.config import component_spec_from_text
+
+    assert component_spec_from_text("margin", "loss").name == "margin"
+    spec = component_spec_from_text("{name: margin, args: {margin: 0.3}}", "loss", option="--loss")
+    assert spec.args == {"margin": 0.3}
+    path = write(tmp_path, {"name": "margin", "args": {"margin": 0.5}}, "loss.yaml")
+    assert component_spec_from_text(str(path), "loss").args == {"margin": 0.5}
+    with pytest.raises(ConfigValidationError) as info:
+        component_spec_from_text("{name: margin, args: {margn: 0.3}}", "loss", option="--loss")
+    assert "--loss.args.margn: extra inputs are not permitted; did you mean 'margin'?" in str(info.value)
+    with pytest.raises(ConfigValidationError, match="No loss named 'margni'"):
+        component_spec_from_text("margni", "loss")
+    with pytest.raises(ConfigError, match=r"--loss: expected a name or a mapping"):
+        component_spec_from_text("[1, 2]", "loss", option="--loss")
+    with pytest.raises(ConfigError, match="does not exist"):
+        component_spec_from_text(str(tmp_path / "missing.yaml"), "loss")
