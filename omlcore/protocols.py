@@ -31,6 +31,7 @@ __all__ = [
     "Miner",
     "Optimizer",
     "PairMiner",
+    "PairwiseModel",
     "RetrievalMetric",
     "RetrievalPostprocessor",
     "Transform",
@@ -207,6 +208,25 @@ class TransformFactory(Protocol):
 
     def __call__(self, **kwargs: Any) -> Transform:
         """A new transform configured by ``kwargs``."""
+        ...
+
+
+@runtime_checkable
+class PairwiseModel(Protocol):
+    """A model that scores pairs of inputs (re-ranking, e.g. OML's STIR ``concat_siamese``).
+
+    - ``forward(x1, x2)``: ``x1``, ``x2`` are batches of the same shape ``(B, ...)``; returns float
+      ``(B,)`` raw scores (logits) of "the two are *different*", for training with BCE.
+    - ``predict(x1, x2)``: float ``(B,)`` distance-like scores (larger = less similar), e.g. the sigmoid
+      of the logit, in inference mode; row ``i`` depends only on ``x1[i]`` and ``x2[i]``.
+    """
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        """Logits ``(B,)`` of "x1[i] and x2[i] are different"."""
+        ...
+
+    def predict(self, x1: Tensor, x2: Tensor) -> Tensor:
+        """Distance-like scores ``(B,)`` for inference."""
         ...
 
 

@@ -98,6 +98,12 @@ KINDS: dict[str, Kind] = {
             protocols.RetrievalPostprocessor,
             "retrieval re-rankers",
         ),
+        Kind(
+            "pairwise_model",
+            "omlcore.pairwise_models",
+            protocols.PairwiseModel,
+            "models scoring pairs (re-ranking)",
+        ),
         Kind("knn", "omlcore.knn", protocols.KnnBackend, "nearest-neighbour search backends"),
         Kind("optimizer", "omlcore.optimizers", protocols.Optimizer, "optimizers", runtime_args=("params",)),
         Kind(

@@ -81,6 +81,7 @@ __all__ = [
     "MinerConformance",
     "OptimizerConformance",
     "PairMinerConformance",
+    "PairwiseModelConformance",
     "RetrievalMetricConformance",
     "RetrievalPostprocessorConformance",
     "TransformFactoryConformance",
@@ -1625,3 +1626,104 @@ class PairMinerConformance(ComponentConformance):
         component.sample(features, labels)
         _assert_unchanged(before_f, features.detach(), "features")
         _assert_unchanged(before_l, labels, "labels")
+
+
+# ---- PairwiseModel --------------------------------------------------------------------------------------
+
+
+class PairwiseModelConformance(ComponentConformance):
+    """Checks a :class:`~omlcore.protocols.PairwiseModel`.
+
+    A subclass provides the component and the shape of one input item, ``input_shape`` (default
+    ``(3, 32, 32)``; a model over embeddings sets e.g. ``(16,)``), or a ``pair_input`` fixture returning
+    ``(x1, x2)`` float batches ``(B, ...)`` with ``B >= 2``. ``atol`` bounds how far a row may move when
+    the batch around it changes.
+
+    Checked: ``forward`` returns float ``(B,)`` finite logits on the input's device; in ``eval()`` mode
+    ``predict`` returns float ``(B,)`` finite scores, deterministic, with row ``i`` independent of the
+    other rows and of their order; inputs are not modified; in ``train()`` mode gradients of ``forward``
+    reach the trainable parameters (skipped when there are none).
+    """
+
+    kind = "pairwise_model"
+    input_shape: ClassVar[tuple[int, ...]] = (3, 32, 32)
+    batch_size: ClassVar[int] = 4
+    atol: ClassVar[float] = 1e-5
+
+    @pytest.fixture
+    def pair_input(self) -> tuple[Tensor, Tensor]:
+        """Two random float batches ``(batch_size, *input_shape)``."""
+        import torch
+
+        shape = (self.batch_size, *self.input_shape)
+        return torch.randn(shape, generator=_generator(0)), torch.randn(shape, generator=_generator(1))
+
+    def _predict_eval(self, component: Any, x1: Tensor, x2: Tensor) -> Tensor:
+        import torch
+
+        _set_eval(component)
+        with torch.no_grad():
+            out: Tensor = component.predict(x1, x2)
+        return out
+
+    def test_forward_gives_one_logit_per_pair(self, component: Any, pair_input: tuple[Tensor, Tensor]) -> None:
+        """``forward(x1, x2)`` is a finite float ``(B,)`` on the input's device."""
+        import torch
+
+        x1, x2 = pair_input
+        _set_eval(component)
+        with torch.no_grad():
+            out = component.forward(x1, x2)
+        assert tuple(out.shape) == (x1.shape[0],), f"forward returned shape {tuple(out.shape)}, expected (B,)"
+        assert out.is_floating_point(), f"forward returned {out.dtype}, expected a float tensor"
+        assert out.device == x1.device, f"forward returned a tensor on {out.device}, the input is on {x1.device}"
+        assert bool(torch.isfinite(out).all()), "forward returned non-finite logits"
+
+    def test_predict_shape_and_determinism(self, component: Any, pair_input: tuple[Tensor, Tensor]) -> None:
+        """``predict`` is a finite float ``(B,)``, the same on a second call."""
+        import torch
+
+        x1, x2 = pair_input
+        first = self._predict_eval(component, x1, x2)
+        assert tuple(first.shape) == (x1.shape[0],), f"predict returned shape {tuple(first.shape)}, expected (B,)"
+        assert first.is_floating_point(), f"predict returned {first.dtype}, expected a float tensor"
+        assert first.device == x1.device, f"predict returned a tensor on {first.device}, the input is on {x1.device}"
+        assert bool(torch.isfinite(first).all()), "predict returned non-finite scores"
+        assert torch.equal(first, self._predict_eval(component, x1, x2)), "predict is not deterministic in eval()"
+
+    def test_rows_independent_of_the_batch(self, component: Any, pair_input: tuple[Tensor, Tensor]) -> None:
+        """Reversing the batch reverses the scores; a single pair scores as it did in the batch."""
+        import torch
+
+        x1, x2 = pair_input
+        full = self._predict_eval(component, x1, x2)
+        flipped = self._predict_eval(component, x1.flip(0), x2.flip(0)).flip(0)
+        torch.testing.assert_close(flipped, full, rtol=1e-4, atol=self.atol)
+        single = self._predict_eval(component, x1[1:2], x2[1:2])
+        torch.testing.assert_close(single, full[1:2], rtol=1e-4, atol=self.atol)
+
+    def test_does_not_modify_inputs(self, component: Any, pair_input: tuple[Tensor, Tensor]) -> None:
+        """``forward`` and ``predict`` leave ``x1`` and ``x2`` as they were."""
+        x1, x2 = pair_input
+        before = (x1.clone(), x2.clone())
+        self._predict_eval(component, x1, x2)
+        _assert_unchanged(before[0], x1, "x1")
+        _assert_unchanged(before[1], x2, "x2")
+
+    def test_gradients_reach_trainable_parameters(self, component: Any, pair_input: tuple[Tensor, Tensor]) -> None:
+        """In ``train()`` mode a loss on ``forward``'s logits gives finite, not all-zero gradients."""
+        import torch
+
+        params = _trainable_parameters(component)
+        if not params:
+            pytest.skip("the pairwise model has no trainable parameters")
+        if callable(getattr(component, "train", None)):
+            component.train()
+        x1, x2 = pair_input
+        logits = component.forward(x1, x2)
+        target = (torch.arange(logits.shape[0]) % 2).to(logits.dtype)
+        _backward(torch.nn.functional.binary_cross_entropy_with_logits(logits, target))
+        grads = [p.grad for p in params if p.grad is not None]
+        assert grads, "no trainable parameter received a gradient"
+        assert all(bool(torch.isfinite(g).all()) for g in grads), "non-finite parameter gradients"
+        assert any(bool(g.abs().sum() > 0) for g in grads), "all parameter gradients are zero"

@@ -39,6 +39,7 @@ from omlcore.testing.conformance import (
     MinerConformance,
     OptimizerConformance,
     PairMinerConformance,
+    PairwiseModelConformance,
     RetrievalMetricConformance,
     RetrievalPostprocessorConformance,
     TransformFactoryConformance,
@@ -94,6 +95,20 @@ class TestAllTripletsMiner(ToyPlugins, MinerConformance):
 
 class TestAllPairsMiner(ToyPlugins, PairMinerConformance):
     kind_name = "toy_all_pairs"
+
+
+class TestDifferenceSiamese(ToyPlugins, PairwiseModelConformance):
+    kind_name = "toy_difference_siamese"
+    args = {"in_features": 48}
+    input_shape = (3, 4, 4)
+
+
+class TestDifferenceSiameseOnEmbeddings(PairwiseModelConformance):
+    input_shape = (6,)
+
+    @pytest.fixture
+    def component(self, toys: ModuleType) -> Any:
+        return toys.DifferenceSiamese(in_features=6, seed=2)
 
 
 class TestLinearExtractor(ToyPlugins, ExtractorConformance):
@@ -279,6 +294,41 @@ from omlcore.testing.conformance import *
 """
 
 BROKEN: dict[str, tuple[str, set[str]]] = {
+    "pairwise model mixes the rows of the batch": (
+        """
+        class Bad(toys.DifferenceSiamese):
+            def forward(self, x1, x2):
+                logits = super().forward(x1, x2)
+                return logits - logits.mean()
+
+        class TestBad(PairwiseModelConformance):
+            input_shape = (6,)
+
+            @pytest.fixture
+            def component(self):
+                return Bad(in_features=6)
+        """,
+        {"test_rows_independent_of_the_batch"},
+    ),
+    "pairwise model returns (B, 1)": (
+        """
+        class Bad(toys.DifferenceSiamese):
+            def forward(self, x1, x2):
+                return super().forward(x1, x2)[:, None]
+
+        class TestBad(PairwiseModelConformance):
+            input_shape = (6,)
+
+            @pytest.fixture
+            def component(self):
+                return Bad(in_features=6)
+        """,
+        {
+            "test_forward_gives_one_logit_per_pair",
+            "test_predict_shape_and_determinism",
+            "test_gradients_reach_trainable_parameters",
+        },
+    ),
     "loss returns shape (1,)": (
         """
         class Bad(toys.ContrastiveLoss):

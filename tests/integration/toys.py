@@ -90,6 +90,30 @@ class AllPairsMiner:
         return ids1, ids2, labels[ids1] != labels[ids2]
 
 
+# ---- pairwise model -------------------------------------------------------------------------------------
+
+
+class DifferenceSiamese(nn.Module):
+    """Scores a pair by a linear layer over ``|f(x1) - f(x2)|``, ``f`` a flattening linear map."""
+
+    def __init__(self, in_features: int, hidden: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.embed = nn.Linear(in_features, hidden)
+        self.head = nn.Linear(hidden, 1)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.randn(hidden, in_features, generator=generator) / in_features**0.5)
+            self.head.weight.copy_(torch.randn(1, hidden, generator=generator))
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        gap = (self.embed(x1.flatten(start_dim=1)) - self.embed(x2.flatten(start_dim=1))).abs()
+        logits: Tensor = self.head(gap).squeeze(1)
+        return logits
+
+    def predict(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return torch.sigmoid(self.forward(x1, x2))
+
+
 # ---- extractor ------------------------------------------------------------------------------------------
 
 
@@ -485,6 +509,7 @@ class LinearWarmup:
 # ---- registration ---------------------------------------------------------------------------------------
 
 ENTRY_POINTS: dict[tuple[str, str], Any] = {
+    ("pairwise_model", "toy_difference_siamese"): DifferenceSiamese,
     ("loss", "toy_contrastive"): ContrastiveLoss,
     ("loss", "toy_centroid"): CentroidLoss,
     ("miner", "toy_all_triplets"): AllTripletsMiner,
