@@ -26,7 +26,7 @@ _LAZY = {
     "EfficientNetLite0Extractor": "omlcore_extractors.efficientnet",
     "load_weights": "omlcore_extractors.weights",
     "read_state_dict": "omlcore_extractors.weights",
-    "WeightsError": "omlcore_extractors.weights",
+    "WeightsError": "omlcore_extractors.errors",
     "inference_on_images": "omlcore_extractors.inference",
     "inference_on_dataset": "omlcore_extractors.inference",
     "inference_on_csv": "omlcore_extractors.inference",
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from omlcore_extractors.base import from_pretrained as from_pretrained
     from omlcore_extractors.clip import ViTCLIPExtractor as ViTCLIPExtractor
     from omlcore_extractors.efficientnet import EfficientNetLite0Extractor as EfficientNetLite0Extractor
+    from omlcore_extractors.errors import WeightsError as WeightsError
     from omlcore_extractors.inference import inference_on_csv as inference_on_csv
     from omlcore_extractors.inference import inference_on_dataset as inference_on_dataset
     from omlcore_extractors.inference import inference_on_images as inference_on_images
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from omlcore_extractors.resnet import ResnetExtractor as ResnetExtractor
     from omlcore_extractors.unicom import ViTUnicomExtractor as ViTUnicomExtractor
     from omlcore_extractors.vit import ViTExtractor as ViTExtractor
-    from omlcore_extractors.weights import WeightsError as WeightsError
     from omlcore_extractors.weights import load_weights as load_weights
     from omlcore_extractors.weights import read_state_dict as read_state_dict
 
