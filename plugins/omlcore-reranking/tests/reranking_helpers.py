@@ -1,0 +1,79 @@
+"""Small models and data shared by the re-ranking tests (a helper module, not collected)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class TinyConvExtractor(nn.Module):
+    """An image extractor that takes any height and width: one strided conv, global average pooling."""
+
+    def __init__(self, feat_dim: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.feat_dim = feat_dim
+        self.conv = nn.Conv2d(3, feat_dim, kernel_size=4, stride=4)
+
+    def extract(self, x: Tensor) -> Tensor:
+        out: Tensor = self.conv(x).mean(dim=(2, 3))
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.extract(x)
+
+
+class SquareOnlyExtractor(TinyConvExtractor):
+    """Like :class:`TinyConvExtractor` but refuses non-square inputs (as fixed-size models do)."""
+
+    def extract(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != x.shape[-2]:
+            raise RuntimeError(f"input must be square, got {tuple(x.shape[-2:])}")
+        return super().extract(x)
+
+
+class CountingModel(nn.Module):
+    """L2 between embeddings that counts the pairs it scored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pairs = 0
+        self.calls = 0
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return torch.linalg.vector_norm(x1 - x2, dim=1)
+
+    def predict(self, x1: Tensor, x2: Tensor) -> Tensor:
+        self.pairs += x1.shape[0]
+        self.calls += 1
+        return self.forward(x1, x2)
+
+
+class LabelOracle(nn.Module):
+    """Scores a pair 0 if its two inputs (labels, as a float column) are equal, else 1."""
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return (x1 != x2).any(dim=1).float()
+
+    def predict(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return self.forward(x1, x2)
+
+
+class ConstantModel(nn.Module):
+    """Gives every pair the same score."""
+
+    def __init__(self, value: float = 0.5) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return torch.full((x1.shape[0],), self.value)
+
+    def predict(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return self.forward(x1, x2)
+
+
+def integer_embeddings(n: int, dim: int, seed: int, low: int = -3, high: int = 4) -> Tensor:
+    """Integer-valued float32 embeddings: every L2 distance is computed exactly by any formula."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high, (n, dim), generator=g).float()
