@@ -471,8 +471,12 @@ def test_concurrent_fetches_download_once(server: FileServer, cache: Path, tmp_p
             [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         assert second.stderr is not None
-        line = second.stderr.readline()  # printed when it finds the lock taken
-        assert "Waiting for another process" in line, line
+        seen = []
+        for line in second.stderr:  # it says so when it finds the lock taken (other lines may come first)
+            seen.append(line)
+            if "Waiting for another process" in line:
+                break
+        assert "Waiting for another process" in "".join(seen), seen
         release.set()
         out1, err1 = first.communicate(timeout=120)
         out2, err2 = second.communicate(timeout=120)
