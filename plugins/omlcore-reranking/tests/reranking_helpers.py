@@ -23,6 +23,17 @@ class TinyConvExtractor(nn.Module):
         return self.extract(x)
 
 
+class PositionalConvExtractor(TinyConvExtractor):
+    """Like :class:`TinyConvExtractor`, but rows are weighted by their height position before pooling, so
+    stacking ``x1`` over ``x2`` differs from ``x2`` over ``x1``."""
+
+    def extract(self, x: Tensor) -> Tensor:
+        maps = self.conv(x)
+        ramp = torch.linspace(0.0, 1.0, maps.shape[2], device=x.device)[None, None, :, None]
+        out: Tensor = (maps * ramp).mean(dim=(2, 3))
+        return out
+
+
 class SquareOnlyExtractor(TinyConvExtractor):
     """Like :class:`TinyConvExtractor` but refuses non-square inputs (as fixed-size models do)."""
 

@@ -7,13 +7,6 @@ from typing import Any
 
 import pytest
 import torch
-from reranking_helpers import ConstantModel, CountingModel, LabelOracle, TinyConvExtractor
-from torch import Tensor
-
-import omlcore
-from omlcore.errors import ComponentBuildError
-from omlcore.protocols import RetrievalPostprocessor
-from omlcore.testing.conformance import RetrievalPostprocessorConformance
 from omlcore_reranking import (
     AdaptiveThresholding,
     ConcatSiamese,
@@ -26,6 +19,13 @@ from omlcore_reranking import (
     merge_reranked,
 )
 from omlcore_reranking.postprocessors import TopKPostprocessor
+from reranking_helpers import ConstantModel, CountingModel, LabelOracle, TinyConvExtractor
+from torch import Tensor
+
+import omlcore
+from omlcore.errors import ComponentBuildError
+from omlcore.protocols import RetrievalPostprocessor
+from omlcore.testing.conformance import RetrievalPostprocessorConformance
 
 INF = math.inf
 
@@ -80,7 +80,7 @@ def test_merge_ties_keep_the_former_order() -> None:
     distances = _d([0.1, 0.2, 0.3, 0.4], [0.1, 0.1, 0.1, 0.9])
     retrieved = _ids([7, 3, 9, 1], [5, 6, 4, 2])
     scores = torch.tensor([[0.5, 0.5, 0.2], [0.3, 0.3, 0.3]])
-    new_d, new_r = merge_reranked(distances, retrieved, scores, torch.ones(2, 3, dtype=torch.bool))
+    _new_d, new_r = merge_reranked(distances, retrieved, scores, torch.ones(2, 3, dtype=torch.bool))
     assert new_r.tolist() == [[9, 7, 3, 1], [5, 6, 4, 2]]
 
 
@@ -92,7 +92,8 @@ def test_merge_padding_in_top_is_not_scored_or_moved() -> None:
     new_d, new_r = merge_reranked(distances, retrieved, scores, valid)
     assert new_r.tolist() == [[8, 4, -1, -1]]
     assert new_d[0, :2].tolist() == pytest.approx([0.1, 0.9])
-    assert math.isinf(new_d[0, 2].item()) and math.isinf(new_d[0, 3].item())
+    assert math.isinf(new_d[0, 2].item())
+    assert math.isinf(new_d[0, 3].item())
 
 
 # ---- pairwise re-rankers --------------------------------------------------------------------------------
@@ -108,7 +109,8 @@ def test_embeddings_reranker_scores_only_the_top_and_orders_by_model() -> None:
     assert new_r.tolist() == [[2, 3, 1, 4]]
     assert new_d[0, :3].tolist() == [1.0, 2.0, 3.0]
     assert new_d[0, 3] > 3.0
-    assert model.pairs == 3 and model.calls == 2  # 3 pairs in batches of 2
+    assert model.pairs == 3
+    assert model.calls == 2
 
 
 def test_constant_model_keeps_the_input_order() -> None:
@@ -128,8 +130,10 @@ def test_rerank_is_deterministic_and_does_not_touch_inputs() -> None:
     pp = PairwiseEmbeddingsReranker(top_n=4, pairwise_model=TrivialDistanceSiamese())
     first = pp.process(distances, retrieved, torch.arange(5), emb)
     second = pp.process(distances, retrieved, torch.arange(5), emb)
-    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
-    assert torch.equal(distances, before[0]) and torch.equal(retrieved, before[1])
+    assert torch.equal(first[0], second[0])
+    assert torch.equal(first[1], second[1])
+    assert torch.equal(distances, before[0])
+    assert torch.equal(retrieved, before[1])
 
 
 def test_fewer_columns_than_top_n_and_empty_inputs() -> None:
@@ -237,11 +241,14 @@ def test_images_reranker_with_workers_gives_the_same_result() -> None:
     data = _Images(9)
     retrieved = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
     distances = torch.linspace(0, 1, 8).view(2, 4)
-    a = PairwiseImagesReranker(top_n=3, pairwise_model=model, batch_size=2).process(distances, retrieved, torch.tensor([0, 0]), data)
+    a = PairwiseImagesReranker(top_n=3, pairwise_model=model, batch_size=2).process(
+        distances, retrieved, torch.tensor([0, 0]), data
+    )
     b = PairwiseImagesReranker(top_n=3, pairwise_model=model, num_workers=2, batch_size=2).process(
         distances, retrieved, torch.tensor([0, 0]), data
     )
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert torch.equal(a[0], b[0])
+    assert torch.equal(a[1], b[1])
 
 
 def test_autocast_runs_and_keeps_the_distances_dtype() -> None:
@@ -262,7 +269,8 @@ def test_constant_thresholding_drops_items_above_th() -> None:
     )
     assert new_r.tolist() == [[1, 2, -1, -1], [-1, -1, -1, -1]]
     assert new_d[0, :2].tolist() == pytest.approx([0.1, 0.5])
-    assert bool(torch.isinf(new_d[0, 2:]).all()) and bool(torch.isinf(new_d[1]).all())
+    assert bool(torch.isinf(new_d[0, 2:]).all())
+    assert bool(torch.isinf(new_d[1]).all())
 
 
 def test_adaptive_thresholding_cuts_at_the_first_large_gap() -> None:
@@ -318,7 +326,8 @@ def test_entry_points_build_from_configs() -> None:
         "adaptive_thresholding",
     }
     th = omlcore.build("postprocessor", {"name": "adaptive_thresholding", "args": {"n_std": 2}})
-    assert isinstance(th, AdaptiveThresholding) and th.n_std == 2.0
+    assert isinstance(th, AdaptiveThresholding)
+    assert th.n_std == 2.0
     pp = omlcore.build(
         "postprocessor",
         {
@@ -330,8 +339,11 @@ def test_entry_points_build_from_configs() -> None:
             },
         },
     )
-    assert isinstance(pp, PairwiseImagesReranker) and isinstance(pp.pairwise_model, LinearSiamese)
-    issues = omlcore.registry.get_registry().validate("postprocessor", {"name": "pairwise_images", "args": {"top_n": "x"}})
+    assert isinstance(pp, PairwiseImagesReranker)
+    assert isinstance(pp.pairwise_model, LinearSiamese)
+    issues = omlcore.registry.get_registry().validate(
+        "postprocessor", {"name": "pairwise_images", "args": {"top_n": "x"}}
+    )
     assert {i.path for i in issues} >= {"postprocessor.args.top_n", "postprocessor.args.pairwise_model"}
 
 

@@ -153,17 +153,20 @@ def embeddings_cache_key(
     versions = {
         "omlcore": _dist_version("omlcore"),
         "omlcore-reranking": _dist_version("omlcore-reranking"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "extractor": _extractor_origin(spec["name"]),
     }
-    return {
-        "extractor": spec,
-        "transforms": _plain(transforms) if transforms is not None else None,
-        "csv": csv_part,
-        "files": fingerprints,
-        "versions": versions,
-        "extra": _plain(dict(extra or {})),
-    }
+    key: dict[str, Any] = _plain(
+        {
+            "extractor": spec,
+            "transforms": _plain(transforms) if transforms is not None else None,
+            "csv": csv_part,
+            "files": fingerprints,
+            "versions": versions,
+            "extra": _plain(dict(extra or {})),
+        }
+    )
+    return key
 
 
 def _comparable(key: Mapping[str, Any]) -> dict[str, Any]:
