@@ -205,3 +205,51 @@ def test_trivial_distance_siamese_uses_the_extractor() -> None:
         )
     with pytest.raises(InputSizeError):
         TrivialDistanceSiamese()(torch.randn(2, 3), torch.randn(2, 4))
+
+
+# ---- with the real ViT (omlcore-extractors, the [stir] extra) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vit() -> Any:
+    from omlcore.registry import Registry
+
+    registry = Registry(disabled=())
+    if "vit" not in registry.available("extractor"):
+        pytest.skip("omlcore-extractors (the `vit` extractor) is not installed: pip install 'omlcore-reranking[stir]'")
+    torch.manual_seed(0)
+    return registry.build("extractor", {"name": "vit", "args": {"arch": "vits16", "weights": None}})
+
+
+def test_concat_siamese_over_vit_scores_stacked_pairs(vit: Any) -> None:
+    model = ConcatSiamese(vit, mlp_hidden_dims=[192], use_tta=True).eval()
+    assert model.feat_dim == 384
+    x1, x2 = torch.rand(2, 3, 32, 48), torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        p = model.predict(x1, x2)
+        assert p.shape == (2,)
+        assert bool(((p > 0) & (p < 1)).all())
+        torch.testing.assert_close(p, model.predict(x2, x1))
+        torch.testing.assert_close(model.predict(x1[1:], x2[1:]), p[1:], rtol=1e-4, atol=1e-5)
+
+
+def test_concat_siamese_over_vit_refuses_sizes_off_the_patch_grid(vit: Any) -> None:
+    model = ConcatSiamese(vit, mlp_hidden_dims=[8])
+    with pytest.raises(InputSizeError, match=r"images of 40x32 do not split into the extractor's 16x16 patches.*32x32"):
+        model(torch.rand(1, 3, 40, 32), torch.rand(1, 3, 40, 32))
+
+
+def test_concat_siamese_over_vit_from_a_config() -> None:
+    from omlcore.registry import get_registry
+
+    if "vit" not in get_registry().available("extractor"):
+        pytest.skip("omlcore-extractors is not installed")
+    spec = {
+        "name": "concat_siamese",
+        "args": {"extractor": {"name": "vit", "args": {"arch": "vits16"}}, "mlp_hidden_dims": [192], "use_tta": True},
+    }
+    assert get_registry().validate("pairwise_model", spec) == []
+    bad = {**spec, "args": {**spec["args"], "extractor": {"name": "vit", "args": {"arch": "vits15"}}}}
+    assert [i.path for i in get_registry().validate("pairwise_model", bad)] == [
+        "pairwise_model.args.extractor.args.arch"
+    ]

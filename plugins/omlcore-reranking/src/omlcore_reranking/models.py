@@ -102,7 +102,9 @@ class ConcatSiamese(nn.Module):
         dropout: dropout probability after each hidden layer (active in ``train()`` only).
         activation: the hidden layers' activation.
         image_size: ``(H, W)`` one image must have; checked before the extractor runs, so a transform
-            giving another size fails with a clear message. None: any size the extractor accepts.
+            giving another size fails with a clear message. None: any size the extractor accepts. If the
+            extractor has an int ``patch_size`` (ViTs), ``H`` and ``W`` must be multiples of it, so that no
+            patch straddles the two stacked images.
         weights: a file saved with ``torch.save`` (state dict or Lightning checkpoint) to load.
 
     ``forward(x1, x2)``: float ``(B, C, H, W)`` each; returns the logits ``(B,)`` of "different".
@@ -157,6 +159,16 @@ class ConcatSiamese(nn.Module):
                 f"concat_siamese was built for {h}x{w} images (image_size) but got {x1.shape[-2]}x{x1.shape[-1]} "
                 f"images: make the transforms resize to {h}x{w}, or change image_size"
             )
+
+        patch = getattr(self.extractor, "patch_size", None)
+        if isinstance(patch, int) and not isinstance(patch, bool) and patch > 1:
+            h, w = x1.shape[-2:]
+            if h % patch or w % patch:
+                raise InputSizeError(
+                    f"concat_siamese: images of {h}x{w} do not split into the extractor's {patch}x{patch} patches; "
+                    f"stacked, a patch would straddle the two images. Make the transforms give a size that is a "
+                    f"multiple of {patch} (e.g. {max(patch, h - h % patch)}x{max(patch, w - w % patch)})"
+                )
 
     def _embed(self, x: Tensor) -> Tensor:
         try:
