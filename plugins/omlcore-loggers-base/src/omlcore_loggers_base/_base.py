@@ -287,5 +287,5 @@ class GuardedLightningLogger:
         parent = getattr(super(), "after_save_checkpoint")  # noqa: B009
         self._omlcore_guard("after_save_checkpoint", lambda: parent(checkpoint_callback))
 
-    def finalize(self, status: str) -> None:
+    def finalize(self, status: str = "success") -> None:
         self.save()
