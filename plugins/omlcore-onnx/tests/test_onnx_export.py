@@ -231,3 +231,11 @@ def test_missing_folder_and_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(OnnxExportError, match="not an Extractor"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx", input_shape=(2,))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_opset_below_18_uses_the_torchscript_exporter_in_auto_mode(tmp_path: Path) -> None:
+    report = export_onnx(MlpExtractor(), tmp_path / "m.onnx", opset=16)
+    assert report.exporter == "torchscript"
+    assert report.opset == 16
+    assert any("opset 16" in note for note in report.notes)
+    assert "note: used the TorchScript exporter: opset 16" in report.summary()

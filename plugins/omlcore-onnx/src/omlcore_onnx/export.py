@@ -50,6 +50,7 @@ Exporter = Literal["auto", "dynamo", "torchscript"]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embeddings"
+DYNAMO_MIN_OPSET = 18
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 
@@ -334,6 +335,10 @@ def _run_exporter(
             raise OnnxExportError(f"the TorchScript ONNX exporter failed: {_first_line(exc)}") from exc
         return "torchscript", notes
     unavailable = _dynamo_unavailable()
+    if unavailable is None and exporter == "auto" and opset is not None and opset < DYNAMO_MIN_OPSET:
+        unavailable = (
+            f"opset {opset} was asked for and the torch.export-based exporter writes {DYNAMO_MIN_OPSET} or newer"
+        )
     if unavailable is not None:
         if exporter == "dynamo":
             raise OnnxExportError(f"exporter 'dynamo' is not available: {unavailable}")
@@ -497,6 +502,8 @@ def export_onnx(
         if not file.is_file():
             raise OnnxExportError(f"the {used} exporter wrote no file")
         opset_used = _opset_of(file)
+        if opset is not None and opset_used != opset:
+            notes.append(f"opset {opset} was asked for; the {used} exporter wrote opset {opset_used}")
         size = sum(p.stat().st_size for p in work.iterdir() if p.is_file())
         checks = _check(graph, file, shape, check_batch_sizes, device, atol, rtol, seed + 1) if check else []
         passed = all(c.passed for c in checks)
