@@ -239,3 +239,19 @@ def test_an_opset_below_18_uses_the_torchscript_exporter_in_auto_mode(tmp_path: 
     assert report.opset == 16
     assert any("opset 16" in note for note in report.notes)
     assert "note: used the TorchScript exporter: opset 16" in report.summary()
+
+
+def test_weights_on_several_devices_are_refused(tmp_path: Path) -> None:
+    net = MlpExtractor()
+    net.net[0].to("meta")
+    with pytest.raises(OnnxExportError, match="several devices"):
+        export_onnx(net, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_extractor_is_exported_from_cpu_and_moved_back(tmp_path: Path) -> None:
+    net = GemConvNet().cuda()
+    report = export_onnx(net, tmp_path / "gem.onnx")
+    assert report.passed
+    assert next(net.parameters()).device.type == "cuda"

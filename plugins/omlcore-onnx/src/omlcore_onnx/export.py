@@ -212,11 +212,15 @@ def _resolve_shape(extractor: Any, input_shape: Sequence[int] | None) -> tuple[i
     return shape
 
 
-def _device_of(extractor: Any) -> torch.device:
-    if isinstance(extractor, nn.Module):
-        for tensor in (*extractor.parameters(), *extractor.buffers()):
-            return tensor.device
-    return torch.device("cpu")
+def _module_device(extractor: nn.Module) -> torch.device:
+    """The one device of the extractor's weights (CPU when it has none)."""
+    devices = {tensor.device for tensor in (*extractor.parameters(), *extractor.buffers())}
+    if len(devices) > 1:
+        raise OnnxExportError(
+            f"{_describe(extractor)} has weights on several devices ({', '.join(sorted(map(str, devices)))}); "
+            f"move it to one device (the export runs on CPU)"
+        )
+    return next(iter(devices), torch.device("cpu"))
 
 
 def _probe(graph: ExtractGraph, example: Tensor, extractor: Any) -> int:
@@ -380,7 +384,6 @@ def _check(
     file: Path,
     input_shape: tuple[int, ...],
     batch_sizes: Sequence[int],
-    device: torch.device,
     atol: float,
     rtol: float,
     seed: int,
@@ -402,7 +405,7 @@ def _check(
     for batch in batch_sizes:
         x = torch.randn((batch, *input_shape), generator=generator)
         with torch.no_grad():
-            reference = graph(x.to(device)).detach().to("cpu", torch.float64).numpy()
+            reference = graph(x).detach().to(torch.float64).numpy()
         try:
             got = np.asarray(session.run(None, {input_name: x.numpy()})[0], dtype=np.float64)
         except Exception as exc:
@@ -441,7 +444,9 @@ def export_onnx(
 
     Args:
         extractor: any :class:`omlcore.protocols.Extractor` (usually a ``torch.nn.Module``); exported in
-            ``eval()`` mode on the device it is on, its training flag restored afterwards.
+            ``eval()`` mode on CPU (a module on another device is moved to CPU for the export and back
+            afterwards, so that the reference is free of TF32 and other accelerator shortcuts), its training
+            flag restored afterwards.
         path: the ``.onnx`` file to write (its folder must exist); replaced if it exists.
         input_shape: the shape of one input item without the batch dimension, e.g. ``(3, 224, 224)``;
             default: the size the extractor declares (see :func:`declared_input_shape`).
@@ -489,12 +494,15 @@ def export_onnx(
     shape = _resolve_shape(extractor, input_shape)
 
     was_training = extractor.training if isinstance(extractor, nn.Module) else None
-    graph = ExtractGraph(extractor).eval()  # eval() of the wrapper reaches the extractor when it is a module
+    home = _module_device(extractor) if isinstance(extractor, nn.Module) else torch.device("cpu")
+    graph = ExtractGraph(extractor)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder))
     try:
-        device = _device_of(extractor)
+        graph.eval()  # eval() of the wrapper reaches the extractor when it is a module
+        if home.type != "cpu":
+            extractor.to("cpu")
         generator = torch.Generator().manual_seed(seed)
-        example = torch.randn((batch_size, *shape), generator=generator).to(device)
+        example = torch.randn((batch_size, *shape), generator=generator)
         output_dim = _probe(graph, example, extractor)
 
         file = work / target.name
@@ -505,7 +513,7 @@ def export_onnx(
         if opset is not None and opset_used != opset:
             notes.append(f"opset {opset} was asked for; the {used} exporter wrote opset {opset_used}")
         size = sum(p.stat().st_size for p in work.iterdir() if p.is_file())
-        checks = _check(graph, file, shape, check_batch_sizes, device, atol, rtol, seed + 1) if check else []
+        checks = _check(graph, file, shape, check_batch_sizes, atol, rtol, seed + 1) if check else []
         passed = all(c.passed for c in checks)
         keep = passed or keep_on_mismatch
         report = ExportReport(
@@ -539,3 +547,5 @@ def export_onnx(
         shutil.rmtree(work, ignore_errors=True)
         if isinstance(extractor, nn.Module) and was_training is not None:
             extractor.train(was_training)  # the exporters may have switched modes too
+            if home.type != "cpu":
+                extractor.to(home)
