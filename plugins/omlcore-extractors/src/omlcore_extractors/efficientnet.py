@@ -97,10 +97,11 @@ class EfficientNetLite0Extractor(BaseExtractor):
         from timm.models._efficientnet_blocks import DepthwiseSeparableConv
 
         self.init_args = {"normalise_features": normalise_features}
-        self.model: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+        net: Any = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+        self.model = net
         self._flat_blocks = [
             (f"blocks.{s}.{i}", not isinstance(block, DepthwiseSeparableConv))
-            for s, stage in enumerate(self.model.blocks)
+            for s, stage in enumerate(net.blocks)
             for i, block in enumerate(stage)
         ]
         self._init_weights(weights)

@@ -35,9 +35,9 @@ def add_embed_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--extractor",
         required=True,
         metavar="SPEC",
-        help="the extractor: a name with optional args, 'NAME' or 'NAME:key=value,key=value' "
-        "(e.g. resnet:arch=resnet18,weights=resnet18_imagenet1k_v1), or a JSON/YAML mapping "
-        "'{name: NAME, args: {...}}', or @FILE holding such a mapping",
+        help="the extractor (group omlcore.extractors): a registered name ('efficientnet_lite0'), a YAML "
+        "mapping ('{name: resnet, args: {arch: resnet18, weights: resnet18_imagenet1k_v1}}') or a .yaml/.json "
+        "file holding one; args are checked like a config's",
     )
     src = em.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", type=Path, metavar="CSV", help="a dataset CSV (column 'path'; rows embedded in order)")
@@ -47,8 +47,9 @@ def add_embed_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     em.add_argument(
         "--transform",
         metavar="SPEC",
-        help="eval transform, as for --extractor (group omlcore.transforms); default: the zoo key's transform "
-        "when the weights are a zoo key, else norm_resize_torch:im_size=224",
+        help="eval transform, given like --extractor (group omlcore.transforms); default: the zoo key's "
+        "evaluation transform when the weights are a zoo key, else a square resize to the model's input size "
+        "(224) with ImageNet normalisation",
     )
     em.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     em.add_argument("--num-workers", type=int, default=0, help="data loader workers (default 0)")

@@ -182,21 +182,91 @@ def read_state_dict(path: str | os.PathLike[str], *, allow_torchscript: bool = F
             raise WeightsError(f"Cannot read the TorchScript archive {str(p)!r}: {exc}") from exc
         return {k: v for k, v in scripted.state_dict().items() if isinstance(v, torch.Tensor)}
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if "global" in line.lower()), "")
-        raise WeightsError(
-            f"Refused to load {str(p)!r}: it is a pickle that holds Python objects other than tensors and plain "
-            f"containers, and loading it could run code ({detail or type(exc).__name__}). Only state dicts "
-            "are loaded (torch.load(weights_only=True)). If you trust the file, re-save its tensors: "
-            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')."
-        ) from exc
+        try:
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            obj = _load_with_inert_metadata(p, exc)
+    except WeightsError:
+        raise
     except Exception as exc:
         raise WeightsError(
             f"Cannot read {str(p)!r} as a PyTorch checkpoint ({type(exc).__name__}: {exc}). "
             "Is the file complete (not a truncated download) and saved with torch.save?"
         ) from exc
     return select_state_dict(obj, source=str(p))
+
+
+METADATA_GLOBALS = (
+    "argparse.Namespace",
+    "collections.defaultdict",
+    "datetime.",
+    "lightning.fabric.utilities.data.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+    "numpy.",
+    "omegaconf.",
+    "pathlib.",
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+    "typing.",
+)
+"""Python objects training checkpoints carry next to their tensors (Lightning's hyper-parameters, paths and
+numpy numbers of callbacks, OmegaConf configs). A file whose only non-tensor objects are these is read with
+each replaced by an inert stand-in, so none of their code is imported or run; any other object is refused."""
+
+_DICT_LIKE = ("AttributeDict",)
+
+
+class _Inert:
+    """Stands in for a metadata object while unpickling: takes any arguments and state, does nothing."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "<metadata left out>"
+
+
+def _is_metadata(name: str) -> bool:
+    return any(name == m or (m.endswith(".") and name.startswith(m)) for m in METADATA_GLOBALS)
+
+
+def _load_with_inert_metadata(path: Path, error: pickle.UnpicklingError) -> Any:
+    """Retry a refused ``weights_only`` load when every offending global is checkpoint metadata."""
+    import torch
+
+    serialization: Any = torch.serialization
+    try:
+        names = list(serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # old torch, or a file it cannot scan
+        names = []
+    code = [n for n in names if not _is_metadata(n)]
+    if code or not names:
+        detail = (
+            ", ".join(code)
+            if code
+            else next((line.strip() for line in str(error).splitlines() if "global" in line.lower()), "unknown objects")
+        )
+        raise WeightsError(
+            f"Refused to load {str(path)!r}: besides tensors it pickles Python objects whose loading could run "
+            f"code ({detail}). Only tensors, plain containers and training metadata are read "
+            "(torch.load(weights_only=True)). If you trust the file, re-save its tensors once: "
+            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')."
+        ) from error
+    stand_ins = [(dict if n.endswith(_DICT_LIKE) else _Inert, n) for n in names]
+    try:
+        with serialization.safe_globals(stand_ins):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, TypeError) as exc:
+        raise WeightsError(
+            f"Cannot read {str(path)!r} without running code: its metadata ({', '.join(names)}) does not "
+            f"unpickle with inert stand-ins ({exc}). Re-save its tensors where you trust the file: "
+            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')."
+        ) from exc
 
 
 def select_state_dict(obj: Any, source: str = "the checkpoint") -> dict[str, Tensor]:
