@@ -12,6 +12,7 @@ import json
 import socket
 import struct
 import sys
+import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +78,18 @@ def _key(item: Any) -> str:
     return "/".join(item.nested_key) if item.nested_key else item.key
 
 
-def read_run(folder: Path) -> StoredRun:
-    """Parse ``folder/run-*.wandb`` (a ``wandb/offline-run-*`` folder)."""
+def read_run(folder: Path, wait_s: float = 60.0) -> StoredRun:
+    """Parse ``folder/run-*.wandb`` (a ``wandb/offline-run-*`` folder) once it holds the run's exit record:
+    ``run.finish()`` may return before W&B's service process has written the log."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _parse_run(folder)
+        if run.exit_code is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.05)
+
+
+def _parse_run(folder: Path) -> StoredRun:
     from wandb.proto import wandb_internal_pb2
 
     (log,) = folder.glob("run-*.wandb")
@@ -123,6 +134,12 @@ class TestWandbConformance(ExperimentLoggerConformance):
     @pytest.fixture
     def component_args(self, tmp_path: Path) -> dict[str, Any]:
         return {"mode": "offline", "save_dir": str(tmp_path / "wb")}
+
+    @pytest.fixture
+    def component(self, make_component: Any) -> Iterator[Any]:
+        logger = make_component()
+        yield logger
+        logger.finish()  # tests that do not finish the run leave it to us
 
     def read_back_metrics(self, logger: Any) -> MetricHistory:
         run = read_run(logger.run_folder)
