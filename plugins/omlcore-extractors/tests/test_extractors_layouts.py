@@ -5,7 +5,9 @@ here from the original architectures, not taken from our modules), loads it, and
 a reference forward pass written with plain torch ops from the same tensors.
 """
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -53,6 +55,7 @@ def dino_state_dict(
     }
     if registers:
         sd["register_tokens"] = rnd(1, registers, dim)
+    if layer_scale:  # DINOv2 files keep the masked-image-modelling token
         sd["mask_token"] = rnd(1, dim)
     for i in range(depth):
         p = f"blocks.{i}"
@@ -396,3 +399,59 @@ def test_lite0_package_weights_match_the_reference_implementation() -> None:
         x = torch.randn(2, 3, size, size, generator=GEN)
         with torch.no_grad():
             torch.testing.assert_close(ours(x), ref.extract_features(x).mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
+
+
+# ---- every architecture, by shapes only (meta device: nothing is allocated or computed) ----------------
+LAYOUTS_BY_ARCH = [
+    *[
+        (ViTExtractor, arch, dino_state_dict, (dim, depth, patch, grid, 0, False), [])
+        for arch, dim, depth, patch, grid in (
+            ("vits8", 384, 12, 8, 28),
+            ("vits16", 384, 12, 16, 14),
+            ("vitb8", 768, 12, 8, 28),
+            ("vitb16", 768, 12, 16, 14),
+        )
+    ],
+    *[
+        (ViTExtractor, arch + reg, dino_state_dict, (dim, depth, 14, 37, 4 if reg else 0, True), ["mask_token"])
+        for arch, dim, depth in (("vits14", 384, 12), ("vitb14", 768, 12), ("vitl14", 1024, 24))
+        for reg in ("", "_reg")
+    ],
+    *[
+        (ViTCLIPExtractor, arch, clip_visual_state_dict, spec, [])
+        for arch, spec in (
+            ("vitb16_224", (768, 12, 16, 224, 512)),
+            ("vitb32_224", (768, 12, 32, 224, 512)),
+            ("vitl14_224", (1024, 24, 14, 224, 768)),
+            ("vitl14_336", (1024, 24, 14, 336, 768)),
+        )
+    ],
+    *[
+        (ViTUnicomExtractor, arch, unicom_state_dict, spec, [])
+        for arch, spec in (
+            ("vitb32_unicom", (768, 12, 32, 224, 512)),
+            ("vitb16_unicom", (768, 12, 16, 224, 768)),
+            ("vitl14_unicom", (1024, 24, 14, 224, 768)),
+            ("vitl14_336px_unicom", (1024, 24, 14, 336, 768)),
+        )
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "arch", "make", "spec", "ignored"), LAYOUTS_BY_ARCH, ids=[case[1] for case in LAYOUTS_BY_ARCH]
+)
+def test_every_arch_fits_its_published_layout(
+    monkeypatch: pytest.MonkeyPatch, cls: type, arch: str, make: Any, spec: tuple[Any, ...], ignored: list[str]
+) -> None:
+    from omlcore_extractors.weights import fit_state_dict
+
+    monkeypatch.setattr(sys.modules[__name__], "rnd", lambda *shape, **_: torch.empty(shape, device="meta"))
+    published = make(*spec)
+    with torch.device("meta"):
+        model = cls(arch=arch)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _, report = fit_state_dict(published, expected, model.weight_layouts())
+    assert report.ok, report.problems()
+    assert report.ignored == ignored
+    assert report.prefix == ""
