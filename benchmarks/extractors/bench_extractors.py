@@ -115,7 +115,8 @@ def main() -> None:
     sp.add_argument("--batch-size", type=int, default=32)
     sp.add_argument("--warmup", type=int, default=2)
     sp.add_argument("--timed", type=int, default=5)
-    parser.add_argument("--out", type=Path, help="also write the results as JSON")
+    for p in (em, sp):
+        p.add_argument("--out", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
     env = {
         "torch": torch.__version__,

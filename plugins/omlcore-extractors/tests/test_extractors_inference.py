@@ -236,3 +236,28 @@ def test_embed_needs_the_model_input_size(mock_root: Path, tmp_path: Path, capsy
     assert embed(unicom, "--images", mock_root / "images", out, "--transform", TRANSFORM, "--quiet") == 2
     assert "takes 224x224 images, got 32x32" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_embed_under_torchrun_with_two_gloo_processes(mock_root: Path, tmp_path: Path) -> None:
+    """``torchrun omlcore embed``: the processes split the rows and rank 0 writes them all, in CSV order."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed next to this interpreter")
+    weights = tmp_path / "w.pth"
+    torch.save(tiny_resnet().state_dict(), weights)
+    spec = f"{{name: resnet, args: {{arch: resnet18, weights: {weights}}}}}"
+    out = tmp_path / "E.npy"
+    command = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "omlcore", "embed", "--extractor", spec]
+    command += ["--csv", str(mock_root / "df.csv"), "--out", str(out), "--transform", TRANSFORM, "--batch-size", "5"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("omlcore embed: wrote") == 1  # one writer: the processes did form a group
+    model = ResnetExtractor(weights=weights, arch="resnet18")
+    want = inference_on_csv(model, mock_root / "df.csv", norm_resize_torch(im_size=32)).numpy()
+    np.testing.assert_allclose(np.load(out), want, rtol=1e-4, atol=1e-5)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

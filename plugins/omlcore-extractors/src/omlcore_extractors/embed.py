@@ -2,7 +2,8 @@
 
 Row ``i`` of the output belongs to data row ``i`` of the CSV (all splits, file order), or to the ``i``-th
 image of the folder in sorted path order. The file is written through a temporary file in the same folder
-and renamed into place: on any error nothing is left at ``--out``.
+and renamed into place: on any error nothing is left at ``--out``. Started by ``torchrun`` (``WORLD_SIZE`` > 1),
+the processes split the images, every one gathers all rows, and rank 0 writes the file.
 """
 
 from __future__ import annotations
@@ -132,8 +133,37 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise
 
 
+def _init_distributed(device: str | None) -> tuple[bool, str | None]:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment), if not joined yet.
+
+    Returns whether this call created the group (so it destroys it) and the device this rank should use.
+    """
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1 or not dist.is_available() or dist.is_initialized():
+        return False, device
+    cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    if cuda and device is None:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True, device
+
+
 def _run(args: argparse.Namespace) -> int:
     _check_args(args)
+    created, device = _init_distributed(args.device)
+    try:
+        return _embed(args, device)
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _embed(args: argparse.Namespace, device: str | None) -> int:
     import torch
 
     import omlcore
@@ -145,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.transform is not None:
         tspec = component_spec_from_text(args.transform, "transform", option="--transform")
         transform = omlcore.build("transform", tspec)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     extractor = omlcore.build("extractor", spec)
     if transform is None:
         transform, described = _default_transform(spec, extractor)
