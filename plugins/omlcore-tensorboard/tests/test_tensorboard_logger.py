@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 from omlcore_loggers_base import LoggerFailureWarning, MissingSDKError
-from omlcore_loggers_base.testing import SDK_MODULES, fit_tiny_model, imported_modules, make_figure
+from omlcore_loggers_base.testing import (
+    SDK_MODULES,
+    fit_tiny_model,
+    imported_modules,
+    make_figure,
+    require_pipeline,
+    train_on_mock,
+)
 from omlcore_tensorboard.logger import TensorBoardLogger
 
 import omlcore
@@ -158,3 +165,46 @@ def test_importing_the_plugin_imports_no_sdk() -> None:
             assert main(["plugins", "list"]) == 0
     """
     assert not imported_modules(code) & set(SDK_MODULES)
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "train.yaml"
+
+
+@pytest.mark.integration
+def test_omlcore_train_logs_to_tensorboard(tmp_path: Path) -> None:
+    require_pipeline(EXAMPLE)
+    run = train_on_mock(tmp_path, EXAMPLE, ["logger.name=tensorboard"])
+    folder = run.run_dir / "tensorboard"
+    stored = scalars(folder)
+    assert [v for _, v in stored["OVERALL/cmc/1"]] == pytest.approx(run.metric("OVERALL/cmc/1"), rel=1e-6)
+    assert "train/loss" in stored
+    params = hparams(folder)
+    assert params["trainer.max_epochs"] == 2
+    assert params["loss.args.miner.name"] == "hard_triplets"
+    assert text(folder, "tags") == "baseline, cpu"
+    assert [i.step for i in accumulator(folder).Images("worst_queries/OVERALL/cmc/1")] == [0, 1]
+    assert (folder / "artifacts" / "config.yaml").read_text() == (run.run_dir / "config.yaml").read_text()
+    assert (folder / "artifacts" / "df.csv").read_text() == (tmp_path / "mock" / "df.csv").read_text()
+    assert text(folder, "status") == "success"
+
+
+@pytest.mark.integration
+def test_omlcore_train_with_two_loggers(tmp_path: Path) -> None:
+    require_pipeline(EXAMPLE)
+    pytest.importorskip("omlcore_mlflow", reason="the second logger of this test is mlflow")
+    from mlflow.tracking import MlflowClient
+
+    run = train_on_mock(
+        tmp_path,
+        EXAMPLE,
+        ["logger=[{name: tensorboard}, {name: mlflow, args: {experiment_name: both}}]"],
+        env={"MLFLOW_TRACKING_URI": None},
+    )
+    cmc = run.metric("OVERALL/cmc/1")
+    assert [v for _, v in scalars(run.run_dir / "tensorboard")["OVERALL/cmc/1"]] == pytest.approx(cmc, rel=1e-6)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("both").experiment_id])
+    history = client.get_metric_history(mlflow_run.info.run_id, "OVERALL/cmc/1")
+    assert [m.value for m in history] == pytest.approx(cmc, rel=1e-6)
+    assert mlflow_run.data.params["trainer.max_epochs"] == "2"
+    assert mlflow_run.info.status == "FINISHED"

@@ -4,19 +4,32 @@
   logging known validation values, so a test can read back what the backend stored.
 - :func:`make_figure`: a small matplotlib figure.
 - :func:`imported_modules`: the top-level modules a snippet imports in a fresh interpreter.
+- :func:`train_on_mock`: a real two-epoch ``omlcore train`` on the mock dataset (a subprocess), for the
+  plugins' end-to-end tests; :func:`require_pipeline` skips a test when the pipeline's plugins are missing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TinyFit", "fit_tiny_model", "imported_modules", "make_figure"]
+__all__ = [
+    "PIPELINE_MODULES",
+    "PipelineRun",
+    "TinyFit",
+    "fit_tiny_model",
+    "imported_modules",
+    "make_figure",
+    "require_pipeline",
+    "train_on_mock",
+]
 
 SDK_MODULES = ("torch", "lightning", "tensorboard", "mlflow", "wandb", "neptune", "clearml", "matplotlib", "numpy")
 """Modules a logger plugin must not import before a logger is built."""
@@ -111,3 +124,95 @@ def imported_modules(code: str) -> set[str]:
         raise AssertionError(f"the snippet failed:\n{code}\n{out.stderr}")
     names: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
     return {name.split(".")[0] for name in names}
+
+
+PIPELINE_MODULES = (
+    "omlcore_lightning",
+    "omlcore_images",
+    "omlcore_extractors",
+    "omlcore_samplers",
+    "omlcore_miners",
+    "omlcore_losses",
+    "omlcore_optim",
+    "omlcore_metrics",
+)
+"""The plugins ``examples/configs/train.yaml`` needs (``omlcore train`` and its components)."""
+
+
+def require_pipeline(config: Path) -> None:
+    """Skip the calling test unless the training pipeline's plugins and ``config`` are installed/present."""
+    import pytest
+
+    for module in PIPELINE_MODULES:
+        pytest.importorskip(module, reason=f"the end-to-end test needs {module} (omlcore train and its components)")
+    if not config.is_file():
+        pytest.skip(f"{config} is not there (tests run outside the repository)")
+
+
+@dataclass
+class PipelineRun:
+    """A finished ``omlcore train``: its run folder and the validation records of ``metrics.json``."""
+
+    run_dir: Path
+    records: list[dict[str, Any]]
+    output: str
+
+    def metric(self, name: str) -> list[float]:
+        """The values of metric ``name`` (``"OVERALL/cmc/1"``), one per validation, in order."""
+        return [float(record["metrics"][name]) for record in self.records]
+
+
+TRAIN_OVERRIDES = (
+    "run.logs_folder=run",
+    "run.tags=[baseline, cpu]",
+    "trainer.max_epochs=2",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "transforms_train.args.im_size=32",
+    "transforms_val.args.im_size=32",
+    "sampler.args.n_labels=2",
+    "sampler.args.n_instances=2",
+    "data.batch_size_val=12",
+    "scheduling.scheduler.args.T_max=2",
+    "metrics.log_images=true",
+)
+"""Two epochs of two batches on 32 px images (a few seconds of training), worst-queries figures on."""
+
+
+def train_on_mock(
+    root: Path, config: Path, overrides: Sequence[str], env: Mapping[str, str | None] | None = None
+) -> PipelineRun:
+    """Write the mock dataset (``omlcore data mock``) under ``root`` and run ``omlcore train config`` on it
+    for two epochs with :data:`TRAIN_OVERRIDES` plus ``overrides`` (``logger.name=mlflow``), in a subprocess
+    with working directory ``root`` and the environment changed by ``env`` (``None`` removes a variable).
+    The run folder is ``root/logs/run``. Raises ``AssertionError`` with the output if a command fails."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+
+    def omlcore(*args: str) -> str:
+        command = [sys.executable, "-m", "omlcore", *args]
+        out = subprocess.run(
+            command, cwd=root, env=environment, capture_output=True, text=True, timeout=900, check=False
+        )
+        text = out.stdout + out.stderr
+        if out.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} exited {out.returncode}:\n{text[-8000:]}")
+        return text
+
+    root.mkdir(parents=True, exist_ok=True)
+    omlcore("data", "mock", str(root / "mock"))
+    output = omlcore(
+        "train",
+        str(config),
+        f"data.dataset_root={root / 'mock'}",
+        f"run.logs_root={root / 'logs'}",
+        *TRAIN_OVERRIDES,
+        *overrides,
+    )
+    run_dir = root / "logs" / "run"
+    records: list[dict[str, Any]] = json.loads((run_dir / "metrics.json").read_text())
+    return PipelineRun(run_dir, records, output)
