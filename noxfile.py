@@ -51,13 +51,13 @@ A torch install is ~5.5 GB, so no session venv gets its own. Instead:
    sessions without torch it says ``torch<0``: a plugin that needs torch without declaring it (or a
    dependency dragging it in) fails the resolve instead of downloading 5.5 GB.
 
-A plugin "needs torch" if its ``[project] dependencies`` name torch/torchvision, directly or through
-another repository plugin. tests_plugin(<p>) gets torch only if <p> needs it, tests_core never;
-tests_all, schemas, build (its wheel venv) and docs get it whenever any plugin (or the docs example)
-needs it; typecheck too, because mypy must see torch's types. Overhead per torch session: one small
-.pth file and a constraints file; the shared folder (~5.5 GB) is installed in ~1 minute, once.
-Clean up with ``rm -rf .torch`` (old keys are not pruned automatically). ``OMLCORE_TORCH_DIR``
-moves the store (e.g. to share it between clones).
+A plugin "needs torch" if its ``[project] dependencies`` name torch/torchvision (or lightning/timm,
+which require torch), directly or through another repository plugin. tests_plugin(<p>) gets torch only
+if <p> needs it, tests_core never; tests_all, schemas, build (its wheel venv) and docs get it whenever
+any plugin (or the docs example) needs it; typecheck too, because mypy must see torch's types. Overhead
+per torch session: one small .pth file and a constraints file; the shared folder (~5.5 GB) is installed
+in ~1 minute, once. Clean up with ``rm -rf .torch`` (old keys are not pruned automatically).
+``OMLCORE_TORCH_DIR`` moves the store (e.g. to share it between clones).
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ TORCH_REQUIREMENTS: tuple[str, ...] = tuple(
     os.environ.get("OMLCORE_TORCH_REQUIREMENTS", "torch==2.14.1 torchvision==0.29.1").split()
 )
 TORCH_DISTS = frozenset({"torch", "torchvision"})
+# Third-party distributions that pull torch in themselves: a plugin depending on one of them needs the
+# shared torch install too (otherwise the ``torch<0`` constraint of torch-free sessions fails its resolve).
+TORCH_DEPENDENT = TORCH_DISTS | {"lightning", "pytorch-lightning", "timm"}
 TORCH_STORE = Path(os.environ.get("OMLCORE_TORCH_DIR", str(ROOT / ".torch"))).resolve()
 TORCH_PTH = "_omlcore_shared_torch.pth"
 TORCH_MARKER = "shared-torch.json"
@@ -164,7 +167,7 @@ def local_closure(projects: Iterable[Project]) -> list[Project]:
 
 
 def needs_torch(projects: Iterable[Project]) -> bool:
-    return any(TORCH_DISTS.intersection(p.requires) for p in local_closure(projects))
+    return any(TORCH_DEPENDENT.intersection(p.requires) for p in local_closure(projects))
 
 
 def dependency_group(name: str) -> list[str]:
