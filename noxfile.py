@@ -117,7 +117,7 @@ class Project:
 
     path: Path
     name: str  # canonical distribution name
-    requires: tuple[str, ...]  # canonical names of its [project] dependencies
+    requires: tuple[str, ...]  # canonical names of its [project] dependencies and its extras' requirements
     extras: tuple[str, ...] = ()  # its optional-dependency groups: sessions install them all
 
     @property
@@ -141,8 +141,11 @@ class Project:
 
 def _load_project(path: Path) -> Project:
     table = nox.project.load_toml(path / "pyproject.toml").get("project", {})
-    requires = tuple(canonicalize_name(Requirement(r).name) for r in table.get("dependencies", []))
-    extras = tuple(sorted(table.get("optional-dependencies", {})))
+    optional: dict[str, list[str]] = table.get("optional-dependencies", {})
+    # Sessions install every extra (``spec``), so the extras' requirements count as dependencies too.
+    wanted = [*table.get("dependencies", []), *(r for reqs in optional.values() for r in reqs)]
+    requires = tuple(dict.fromkeys(canonicalize_name(Requirement(r).name) for r in wanted))
+    extras = tuple(sorted(optional))
     name = canonicalize_name(table.get("name", path.name))
     return Project(path=path, name=name, requires=requires, extras=extras)
 
