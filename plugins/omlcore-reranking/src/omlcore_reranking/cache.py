@@ -190,10 +190,16 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def key_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``"path: stored -> current"`` for every field that differs between two keys."""
     a, b = _flatten(_comparable(stored)), _flatten(_comparable(current))
+    absent = object()
+
+    def show(value: Any) -> str:
+        return "<absent>" if value is absent else repr(value)
+
     out = []
     for name in sorted(set(a) | set(b)):
-        if a.get(name, "<absent>") != b.get(name, "<absent>"):
-            out.append(f"{name}: {a.get(name, '<absent>')!r} -> {b.get(name, '<absent>')!r}")
+        old, new = a.get(name, absent), b.get(name, absent)
+        if old != new:
+            out.append(f"{name}: {show(old)} -> {show(new)}")
     return out
 
 

@@ -35,6 +35,6 @@ class StaleEmbeddingsCacheError(RerankingError):
         super().__init__(
             f"The embeddings cache {path} was computed from different inputs, so it is stale and was not "
             f"used. What differs (stored -> current):\n{shown}{more}\n"
-            f"Delete the file, point the cache to another path, or recompute it (refresh=True; "
-            f"`--refresh-cache` on the command line)."
+            f"Delete the file, point the cache to another path, or recompute it (EmbeddingsCache(refresh=True); "
+            f"in a train_postprocessor config: embeddings_cache.refresh=true)."
         )

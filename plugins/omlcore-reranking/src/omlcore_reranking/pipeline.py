@@ -1,0 +1,371 @@
+"""``omlcore train-postprocessor CONFIG``: train a pairwise re-ranker (STIR's second stage) with Lightning.
+
+1. The config is checked in full before any work: structure (pydantic, unknown keys rejected), every
+   component slot against its plugin, the devices, the postprocessor's ``top_n``.
+2. The frozen ``extractor`` embeds the train and validation rows (``transforms_extraction``); the
+   embeddings are cached in ``embeddings_cache.folder`` (``train.pt``, ``validation.pt``) under a key of
+   everything that changes them (:mod:`omlcore_reranking.cache`). A cache made from other inputs stops the
+   run with the differences listed; ``embeddings_cache.refresh: true`` recomputes it.
+3. Training batches (``sampler`` or shuffled ``data.batch_size_train``) carry the images
+   (``transforms_train``) and the cached embeddings; the ``pair_miner`` picks pairs by the embeddings and
+   the ``pairwise_model`` learns "is negative" with BCE (:func:`~omlcore_reranking.training.pairwise_bce_loss`).
+   ``trainer.freeze_n_epochs``: the pairwise model's ``freeze()`` (its extractor) for the first epochs.
+4. Every ``trainer.valid_period`` epochs, the validation top-k (searched with the cached embeddings) is
+   re-ranked by the ``postprocessor`` holding the model being trained, over the validation images
+   (``transforms_val``); the metrics go to ``metrics.json`` and pick ``checkpoints/best.ckpt``. The first
+   record (``epoch: null``) holds the metrics without re-ranking.
+
+Run folder: ``config.yaml``, ``metrics.json``, ``checkpoints/{best,last}.ckpt`` (state-dict keys
+``model.*``: ``concat_siamese``'s ``weights`` loads them). Single process (one device) only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from omlcore.errors import ComponentBuildError, ConfigError, ConfigIssue, ConfigValidationError
+from omlcore.schemas import (
+    CheckpointSection,
+    ComponentSpec,
+    MetricsSection,
+    RunSection,
+    SchedulingSection,
+    TrainDataSection,
+    TrainerSection,
+)
+
+__all__ = ["EmbeddingsCacheSection", "PostprocessorRunResult", "TrainPostprocessorConfig", "train_postprocessor"]
+
+PIPELINE = "train_postprocessor"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class EmbeddingsCacheSection(_Strict):
+    """Where the frozen extractor's embeddings are cached, and how they are computed."""
+
+    folder: Path = Field(Path("embeddings_cache"), description="Folder of train.pt and validation.pt.")
+    refresh: bool = Field(False, description="Recompute (and overwrite) the cache instead of reading it.")
+    batch_size: PositiveInt = Field(128, description="Batch size of the extractor's inference.")
+
+
+class TrainPostprocessorConfig(_Strict):
+    """``pipeline: train_postprocessor``: train a pairwise model that re-ranks a frozen extractor's top-k."""
+
+    pipeline: Literal["train_postprocessor"]
+    seed: int = Field(42, description="Seeds python, numpy and torch (and data-loader workers).")
+    run: RunSection = Field(default_factory=RunSection)
+    trainer: TrainerSection
+    data: TrainDataSection
+    embeddings_cache: EmbeddingsCacheSection = Field(default_factory=EmbeddingsCacheSection)
+    extractor: ComponentSpec = Field(description="The frozen extractor whose top-k is re-ranked.")
+    transforms_extraction: ComponentSpec | None = Field(None, description="Preprocessing for the extractor.")
+    transforms_train: ComponentSpec | None = Field(None, description="Pairwise model's training images.")
+    transforms_val: ComponentSpec | None = Field(None, description="Pairwise model's validation images.")
+    sampler: ComponentSpec | None = Field(None, description="Batch sampler; null: shuffled batch_size_train.")
+    pair_miner: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="pairs", args={"hard_mining": True}),
+        description="Picks the training pairs by the cached embeddings.",
+    )
+    pairwise_model: ComponentSpec = Field(description="The model trained (e.g. concat_siamese).")
+    optimizer: ComponentSpec
+    scheduling: SchedulingSection | None = None
+    postprocessor: ComponentSpec = Field(
+        description="The re-ranker validated, without its pairwise_model (the model being trained is passed)."
+    )
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+
+
+_SLOTS: tuple[tuple[str, str], ...] = (
+    ("extractor", "extractor"),
+    ("transforms_extraction", "transform"),
+    ("transforms_train", "transform"),
+    ("transforms_val", "transform"),
+    ("sampler", "sampler"),
+    ("pair_miner", "pair_miner"),
+    ("pairwise_model", "pairwise_model"),
+    ("optimizer", "optimizer"),
+)
+
+
+@dataclass
+class PostprocessorRunResult:
+    """What a ``train_postprocessor`` run produced."""
+
+    run_dir: Path
+    metrics: dict[str, float]
+    """The last validation's metrics after re-ranking (empty if nothing was validated)."""
+    baseline: dict[str, float]
+    """The validation metrics of the extractor alone (no re-ranking)."""
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    cache_hits: dict[str, bool] = field(default_factory=dict)
+
+
+def load_train_postprocessor_config(
+    source: str | os.PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = ()
+) -> TrainPostprocessorConfig:
+    """Read (YAML path or mapping), apply ``overrides`` and check a config in both phases; raises
+    :class:`~omlcore.errors.ConfigValidationError` listing every problem."""
+    from omlcore.config import apply_overrides, read_yaml
+    from omlcore.registry import get_registry, issues_from_validation
+
+    name = None if isinstance(source, Mapping) else str(source)
+    data = dict(source) if isinstance(source, Mapping) else read_yaml(Path(source))
+    data = apply_overrides(data, overrides)
+    if data.get("pipeline") != PIPELINE:
+        got = "is missing" if "pipeline" not in data else f"is {data['pipeline']!r}"
+        raise ConfigValidationError([ConfigIssue("pipeline", f"{got}; this command runs 'pipeline: {PIPELINE}'")], name)
+    try:
+        cfg = TrainPostprocessorConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigValidationError(issues_from_validation(exc, "", data), name) from None
+    registry = get_registry()
+    issues: list[ConfigIssue] = []
+    for path, kind in _SLOTS:
+        spec = getattr(cfg, path)
+        if spec is not None:
+            issues += registry.validate(kind, spec, path)
+    if cfg.scheduling is not None:
+        issues += registry.validate("scheduler", cfg.scheduling.scheduler, "scheduling.scheduler")
+    issues += _postprocessor_issues(cfg.postprocessor)
+    if cfg.sampler is None and cfg.data.batch_size_train is None:
+        issues.append(ConfigIssue("data.batch_size_train", "is required when no sampler is set (sampler: null)"))
+    if cfg.sampler is not None and cfg.data.batch_size_train is not None:
+        issues.append(
+            ConfigIssue("data.batch_size_train", f"is not used with a sampler ({cfg.sampler.name!r}); remove it")
+        )
+    devices = cfg.trainer.devices
+    many = (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1)
+    if many or (devices == "auto" and torch.cuda.device_count() > 1):
+        issues.append(ConfigIssue("trainer.devices", "train_postprocessor runs on one device; set devices: 1"))
+    if issues:
+        raise ConfigValidationError(issues, name)
+    return cfg
+
+
+def _postprocessor_issues(spec: ComponentSpec) -> list[ConfigIssue]:
+    from omlcore.registry import get_registry
+    from omlcore_reranking.models import TrivialDistanceSiamese
+
+    if "pairwise_model" in spec.args:
+        return [
+            ConfigIssue(
+                "postprocessor.args.pairwise_model",
+                "is the model being trained, passed by the pipeline; remove it (configure it under pairwise_model)",
+            )
+        ]
+    registry = get_registry()
+    try:
+        accepts = registry.args_model("postprocessor", spec.name).accepts
+    except Exception:  # unknown name, broken plugin: validate() words it
+        return registry.validate("postprocessor", spec, "postprocessor")
+    if accepts is not None and "pairwise_model" not in accepts:
+        why = f"{spec.name!r} takes no pairwise_model, so it cannot re-rank with the model trained; use a pairwise one"
+        return [ConfigIssue("postprocessor.name", why)]
+    placeholder = {"name": spec.name, "args": {**spec.args, "pairwise_model": TrivialDistanceSiamese()}}
+    issues = registry.validate("postprocessor", placeholder, "postprocessor")
+    if not issues:  # values the constructor refuses (top_n < 2...) must fail now, not after an epoch
+        try:
+            registry.build("postprocessor", placeholder)
+        except ComponentBuildError as exc:
+            cause = exc.__cause__ or exc
+            issues.append(ConfigIssue("postprocessor.args", f"{type(cause).__name__}: {cause}"))
+    return issues
+
+
+def _device(accelerator: str) -> torch.device:
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _embed(extractor: Any, dataset: Any, batch_size: int, num_workers: int, device: torch.device) -> torch.Tensor:
+    """``extractor.extract`` over the dataset's ``input_tensors``, in dataset order, on the CPU."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    extractor.to(device)
+    was_training = bool(getattr(extractor, "training", False))
+    extractor.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                out.append(extractor.extract(batch["input_tensors"].to(device)).float().cpu())
+    finally:
+        if was_training:
+            extractor.train()
+    return torch.cat(out) if out else torch.empty(0, int(extractor.feat_dim))
+
+
+def _cached_embeddings(
+    cfg: TrainPostprocessorConfig, split: str, dataset: Any, extractor: Any, device: torch.device
+) -> tuple[torch.Tensor, bool]:
+    from omlcore_reranking.cache import EmbeddingsCache, files_stat_digest
+
+    cache = EmbeddingsCache(cfg.embeddings_cache.folder / f"{split}.pt", refresh=cfg.embeddings_cache.refresh)
+    key = cache.key(
+        extractor=cfg.extractor,
+        transforms=cfg.transforms_extraction,
+        csv=Path(cfg.data.dataset_root) / cfg.data.dataframe_name,
+        extra={"split": split, "images": files_stat_digest(dataset.paths), "device": device.type},
+    )
+    return cache.get_or_compute(
+        key,
+        lambda: _embed(extractor, dataset, cfg.embeddings_cache.batch_size, cfg.data.num_workers, device),
+        n_rows=len(dataset),
+    )
+
+
+def train_postprocessor(
+    config: TrainPostprocessorConfig | Mapping[str, Any] | str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    *,
+    verbose: bool = True,
+) -> PostprocessorRunResult:
+    """Run the ``train_postprocessor`` pipeline (see the module docstring); returns where it wrote what."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from omlcore_images.datasets import get_retrieval_images_datasets
+    from omlcore_lightning.run import RunFolder
+    from torch.utils.data import DataLoader
+
+    from omlcore.registry import build
+    from omlcore_reranking.lightning_parts import PairwiseModule, RerankValidation
+    from omlcore_reranking.training import WithEmbeddings
+
+    cfg = config if isinstance(config, TrainPostprocessorConfig) else load_train_postprocessor_config(config, overrides)
+    device = _device(cfg.trainer.accelerator)
+    root = Path(cfg.data.dataset_root)
+    csv = root / cfg.data.dataframe_name
+    if not csv.is_file():
+        raise ConfigError(f"data.dataset_root / data.dataframe_name: the dataset CSV {str(csv)!r} does not exist")
+    t_extract = build("transform", cfg.transforms_extraction) if cfg.transforms_extraction else None
+    ext_train, ext_val = get_retrieval_images_datasets(
+        root, t_extract, t_extract, dataframe_name=cfg.data.dataframe_name, cache_size=cfg.data.cache_size
+    )
+    if ext_train is None or ext_val is None:
+        missing = "train" if ext_train is None else "validation"
+        raise ConfigError(f"data: {csv} has no rows with split {missing!r}; train_postprocessor needs both splits")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    extractor = build("extractor", cfg.extractor)
+    emb_train, hit_train = _cached_embeddings(cfg, "train", ext_train, extractor, device)
+    emb_val, hit_val = _cached_embeddings(cfg, "validation", ext_val, extractor, device)
+    del extractor
+
+    t_train = build("transform", cfg.transforms_train) if cfg.transforms_train else None
+    t_val = build("transform", cfg.transforms_val) if cfg.transforms_val else None
+    train_ds, val_ds = get_retrieval_images_datasets(
+        root, t_train, t_val, dataframe_name=cfg.data.dataframe_name, cache_size=cfg.data.cache_size
+    )
+    assert train_ds is not None
+    assert val_ds is not None
+    train_items = WithEmbeddings(train_ds, emb_train)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if cfg.sampler is not None:
+        sampler = build(
+            "sampler", cfg.sampler, labels=train_ds.get_labels(), label2category=train_ds.get_label2category()
+        )
+        loader = DataLoader(train_items, batch_sampler=sampler, num_workers=cfg.data.num_workers)
+    else:
+        assert cfg.data.batch_size_train is not None
+        loader = DataLoader(
+            train_items,
+            batch_size=cfg.data.batch_size_train,
+            shuffle=True,
+            drop_last=True,
+            num_workers=cfg.data.num_workers,
+            generator=generator,
+        )
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build("pairwise_model", cfg.pairwise_model)
+    miner = build("pair_miner", cfg.pair_miner)
+    scheduling = cfg.scheduling
+    scheduler_factory = None
+    if scheduling is not None:
+        scheduler_spec = scheduling.scheduler
+
+        def scheduler_factory(opt: torch.optim.Optimizer) -> Any:
+            return build("scheduler", scheduler_spec, optimizer=opt)
+
+    module = PairwiseModule(
+        model,
+        miner,
+        optimizer=lambda params: build("optimizer", cfg.optimizer, params=params),
+        scheduler=scheduler_factory,
+        scheduler_interval=scheduling.interval if scheduling else "epoch",
+        scheduler_frequency=scheduling.frequency if scheduling else 1,
+        scheduler_monitor=scheduling.monitor if scheduling else None,
+        freeze_n_epochs=cfg.trainer.freeze_n_epochs,
+    )
+    validation = RerankValidation(
+        postprocessor=cfg.postprocessor,
+        embeddings=emb_val,
+        dataset=val_ds,
+        metrics=cfg.metrics,
+        valid_period=cfg.trainer.valid_period,
+        verbose=verbose,
+    )
+    validation.check_monitor(cfg.checkpoint.monitor, "checkpoint.monitor")
+    if cfg.scheduling is not None and cfg.scheduling.monitor:
+        validation.check_monitor(cfg.scheduling.monitor, "scheduling.monitor")
+    folder = RunFolder.create(cfg.run.logs_root, cfg.run.logs_folder, cfg.run.postfix)
+    folder.write_config(cfg.model_dump(mode="json"))
+    validation.folder = folder
+    checkpoint = ModelCheckpoint(
+        dirpath=folder.checkpoints,
+        filename="best",
+        monitor=cfg.checkpoint.monitor,
+        mode=cfg.checkpoint.mode,
+        save_top_k=cfg.checkpoint.save_top_k,
+        save_last=cfg.checkpoint.save_last,
+        every_n_epochs=cfg.trainer.valid_period,
+        save_on_train_epoch_end=True,
+        auto_insert_metric_name=False,
+    )
+    quiet = None if verbose else logging.getLogger("lightning.pytorch")
+    level = quiet.level if quiet is not None else logging.NOTSET
+    if quiet is not None:
+        quiet.setLevel(logging.WARNING)
+    try:
+        trainer = pl.Trainer(
+            accelerator=cfg.trainer.accelerator,
+            devices=cfg.trainer.devices,
+            precision=cfg.trainer.precision,
+            max_epochs=cfg.trainer.max_epochs,
+            logger=False,
+            callbacks=[validation, checkpoint],
+            default_root_dir=folder.path,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            enable_progress_bar=verbose,
+            enable_model_summary=verbose,
+            **cfg.trainer.extra_args,
+        )
+        trainer.fit(module, train_dataloaders=loader)
+    finally:
+        if quiet is not None:
+            quiet.setLevel(level)
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    last = folder.last_checkpoint if folder.last_checkpoint.is_file() else None
+    return PostprocessorRunResult(
+        run_dir=folder.path,
+        metrics=dict(validation.last_metrics),
+        baseline=dict(validation.baseline),
+        best_checkpoint=best,
+        last_checkpoint=last,
+        cache_hits={"train": hit_train, "validation": hit_val},
+    )
