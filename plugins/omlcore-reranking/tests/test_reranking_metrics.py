@@ -191,3 +191,13 @@ def test_string_labels_work() -> None:
     args = (data["embeddings"], names, data["is_query"], data["is_gallery"])
     pp = PairwiseEmbeddingsReranker(top_n=3, pairwise_model=TrivialDistanceSiamese())
     _same(retrieval_metrics(*args), reranked_retrieval_metrics(*args, pp))
+
+
+def test_an_items_reranker_needs_its_dataset() -> None:
+    from omlcore_reranking import PairwiseImagesReranker
+
+    data = _data(seed=8)
+    args = (data["embeddings"], data["labels"], data["is_query"], data["is_gallery"])
+    pp = PairwiseImagesReranker(top_n=3, pairwise_model=TrivialDistanceSiamese())
+    with pytest.raises(ValueError, match="reads dataset items"):
+        reranked_retrieval_metrics(*args, pp)

@@ -316,6 +316,7 @@ def test_every_postprocessor_satisfies_both_protocols() -> None:
     ):
         assert isinstance(pp, RetrievalPostprocessor)
         assert isinstance(pp, TopKPostprocessor)
+        assert pp.reads in ("embeddings", "items", "nothing")
 
 
 def test_entry_points_build_from_configs() -> None:

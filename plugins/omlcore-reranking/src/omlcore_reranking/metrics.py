@@ -198,11 +198,17 @@ def reranked_retrieval_metrics(
     ``categories``, ``sequence``, ``no_positive``, ``backend``...) are those of ``retrieval_metrics``.
     The search keeps at least ``min(top_n, G)`` neighbours per query (more if a metric needs more);
     results are reported for the metrics asked for only. ``dataset``: what the postprocessor reads items
-    from, by row; default ``embeddings``. ``query_chunk``: see :func:`rerank_result`.
+    from, by row; default ``embeddings`` (an error for a postprocessor that ``reads`` items).
+    ``query_chunk``: see :func:`rerank_result`.
     """
     if not callable(getattr(postprocessor, "process", None)):
         raise TypeError(f"postprocessor must have process(...), got {type(postprocessor).__name__}")
     top_n = getattr(postprocessor, "top_n", None)
+    if dataset is None and getattr(postprocessor, "reads", None) == "items":
+        raise ValueError(
+            f"{type(postprocessor).__name__} reads dataset items (e.g. images): pass dataset=<the dataset whose "
+            f"row i is embedding i>"
+        )
     n_gallery = int(torch.as_tensor(is_gallery).bool().sum())
     ks: dict[str, tuple[int, ...]] = {name: tuple(kwargs.get(name, _default(name))) for name in _RANKED_KS}
     deepest = max((k for values in ks.values() for k in values), default=0)

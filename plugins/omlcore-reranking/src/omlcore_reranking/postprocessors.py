@@ -53,11 +53,14 @@ class TopKPostprocessor(Protocol):
 
     - ``top_n``: how many leading columns of a row the postprocessor reads and may reorder; ``None``
       when it reads every column (thresholding). A caller searches at least ``top_n`` neighbours.
+    - ``reads``: what ``dataset`` must be: ``"embeddings"`` (the ``(N, D)`` embeddings the search used),
+      ``"items"`` (the dataset, e.g. images through its transforms) or ``"nothing"`` (it is not used).
     - ``process(distances, retrieved, query_ids, dataset)``: see the module docstring. Items are never
       added; items may be dropped (turned into padding ``-1``/``inf`` at the row's end).
     """
 
     top_n: int | None
+    reads: Literal["embeddings", "items", "nothing"]
 
     def process(self, distances: Tensor, retrieved: Tensor, query_ids: Tensor, dataset: Any) -> tuple[Tensor, Tensor]:
         """The processed ``(distances, retrieved)``."""
@@ -265,6 +268,7 @@ class PairwiseEmbeddingsReranker(_PairwiseReranker):
     """
 
     name = "pairwise_embeddings"
+    reads: Literal["embeddings", "items", "nothing"] = "embeddings"
 
     def _score(self, ids1: Tensor, ids2: Tensor, dataset: Any) -> Tensor:
         if dataset is None:
@@ -343,6 +347,7 @@ class PairwiseImagesReranker(_PairwiseReranker):
     """
 
     name = "pairwise_images"
+    reads: Literal["embeddings", "items", "nothing"] = "items"
 
     def __init__(
         self,
@@ -386,6 +391,7 @@ class ConstantThresholding:
     """
 
     name = "constant_thresholding"
+    reads: Literal["embeddings", "items", "nothing"] = "nothing"
 
     def __init__(self, th: float) -> None:
         if isinstance(th, bool) or not isinstance(th, (int, float)) or math.isnan(th):
@@ -419,6 +425,7 @@ class AdaptiveThresholding:
     """
 
     name = "adaptive_thresholding"
+    reads: Literal["embeddings", "items", "nothing"] = "nothing"
 
     def __init__(self, n_std: float) -> None:
         if isinstance(n_std, bool) or not isinstance(n_std, (int, float)) or not math.isfinite(n_std):
