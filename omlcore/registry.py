@@ -195,6 +195,16 @@ EXTRA_HINTS: dict[tuple[str, str], str] = {
         ("transform", n): "images"
         for n in ("augs_torch", "norm_torch", "norm_resize_torch", "augs_hypvit_torch", "norm_resize_hypvit_torch")
     },
+    **{
+        ("extractor", n): "extractors"
+        for n in ("vit", "resnet", "vit_clip", "vit_unicom", "extractor_with_mlp", "efficientnet_lite0")
+    },
+    **{("logger", n): n for n in ("tensorboard", "mlflow", "wandb", "neptune", "clearml")},
+    **{
+        ("postprocessor", n): "reranking"
+        for n in ("pairwise_embeddings", "pairwise_images", "constant_thresholding", "adaptive_thresholding")
+    },
+    **{("pairwise_model", n): "reranking" for n in ("concat_siamese", "linear_siamese", "trivial_distance_siamese")},
 }
 
 
