@@ -2,7 +2,7 @@
 
 A config's ``logger`` is one ``{name, args}`` spec or a list of them. Each is built from the
 ``omlcore.loggers`` group; a logger whose constructor takes ``run_dir`` gets the run folder, so its
-output lands there. Scalars reach each backend through its ``lightning_logger()``, or, for a backend
+output lands there (and ``tags``, the config's ``run.tags``). Scalars reach each backend through its ``lightning_logger()``, or, for a backend
 without one (``None``), through :class:`ExperimentLoggerBridge`. Parameters, figures and artifacts are sent
 by the pipeline through the :class:`~omlcore.protocols.ExperimentLogger` methods. A backend failing in one
 of those calls is reported as a warning and does not stop the run.
@@ -23,8 +23,14 @@ from omlcore.schemas import ComponentSpec
 __all__ = ["ExperimentLoggerBridge", "ExperimentLoggers", "build_loggers"]
 
 
-def build_loggers(specs: ComponentSpec | Sequence[ComponentSpec] | None, run_dir: Path) -> list[Any]:
-    """The experiment loggers a config's ``logger`` slot names (empty for ``null``)."""
+def build_loggers(
+    specs: ComponentSpec | Sequence[ComponentSpec] | None, run_dir: Path, tags: Sequence[str] = ()
+) -> list[Any]:
+    """The experiment loggers a config's ``logger`` slot names (empty for ``null``).
+
+    The run-time arguments ``run_dir`` (the run folder) and ``tags`` (``run.tags``) are given to each
+    logger whose constructor takes them, unless its ``args`` set them.
+    """
     from omlcore.registry import get_registry
 
     if specs is None:
@@ -33,9 +39,12 @@ def build_loggers(specs: ComponentSpec | Sequence[ComponentSpec] | None, run_dir
     out = []
     for spec in [specs] if isinstance(specs, ComponentSpec) else list(specs):
         accepts = registry.args_model("logger", spec.name).accepts
-        runtime: dict[str, Any] = {}
-        if (accepts is None or "run_dir" in accepts) and "run_dir" not in spec.args:
-            runtime["run_dir"] = run_dir
+        offered: dict[str, Any] = {"run_dir": run_dir, "tags": list(tags)}
+        runtime = {
+            name: value
+            for name, value in offered.items()
+            if (accepts is None or name in accepts) and name not in spec.args
+        }
         out.append(registry.build("logger", spec, **runtime))
     return out
 

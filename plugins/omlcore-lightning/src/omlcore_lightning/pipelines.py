@@ -659,7 +659,7 @@ def train(
     with _shared_run_dir(folder), _quiet_lightning():
         if rank0:
             folder.write_config(resolved)
-        loggers = ExperimentLoggers(build_loggers(cfg.logger, folder.path) if rank0 else [])
+        loggers = ExperimentLoggers(build_loggers(cfg.logger, folder.path, cfg.run.tags) if rank0 else [])
         progress = TrainProgress()
         metric_callbacks = []
         if val_ds is not None:
@@ -827,7 +827,7 @@ def validate(
     with _shared_run_dir(folder), _quiet_lightning():
         if rank0:
             folder.write_config(resolved)
-        loggers = ExperimentLoggers(build_loggers(cfg.logger, folder.path) if rank0 else [])
+        loggers = ExperimentLoggers(build_loggers(cfg.logger, folder.path, cfg.run.tags) if rank0 else [])
         metric_cb = MetricValCallback(
             _make_metric(cfg.metrics, log_images=cfg.metrics.log_images),
             log_images=cfg.metrics.log_images,
