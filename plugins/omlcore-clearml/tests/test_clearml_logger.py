@@ -15,7 +15,14 @@ import pytest
 from omlcore_clearml import ClearMLLogger
 from omlcore_loggers_base import MissingCredentialsError, MissingSDKError, ServerUnreachableError
 from omlcore_loggers_base.lightning import ForwardingLightningLogger
-from omlcore_loggers_base.testing import SDK_MODULES, fit_tiny_model, imported_modules, make_figure
+from omlcore_loggers_base.testing import (
+    SDK_MODULES,
+    fit_tiny_model,
+    imported_modules,
+    make_figure,
+    require_pipeline,
+    train_on_mock,
+)
 
 import omlcore
 from omlcore.testing.conformance import ExperimentLoggerConformance, MetricHistory
@@ -210,3 +217,24 @@ def test_importing_the_plugin_imports_no_sdk() -> None:
             assert main(["plugins", "list"]) == 0
     """
     assert not imported_modules(code) & set(SDK_MODULES)
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "train.yaml"
+
+
+@pytest.mark.integration
+def test_omlcore_train_logs_to_clearml(tmp_path: Path) -> None:
+    require_pipeline(EXAMPLE)
+    run = train_on_mock(tmp_path, EXAMPLE, ["logger.name=clearml"], env={"CLEARML_OFFLINE_MODE": "1"})
+    (folder,) = (tmp_path / "clearml-cache" / "offline").glob("offline-*/")
+    stored = read_session(folder)
+    cmc = [value for _, value in stored.scalars["OVERALL/cmc/1"]]
+    assert cmc == pytest.approx(run.metric("OVERALL/cmc/1"), rel=1e-9)
+    assert stored.name == "run"
+    assert sorted(stored.tags) == ["baseline", "cpu"]
+    assert stored.params["trainer.max_epochs"] == "2"
+    assert stored.params["loss.args.miner.name"] == "hard_triplets"
+    assert [step for step, _ in stored.images["worst_queries/OVERALL/cmc/1"]] == [0, 1]
+    assert stored.artifacts["config.yaml"].read_text() == (run.run_dir / "config.yaml").read_text()
+    assert stored.artifacts["df.csv"].read_text() == (tmp_path / "mock" / "df.csv").read_text()
+    assert any("finished with status 'success'" in line for line in stored.log)

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from omlcore_loggers_base import LoggerFailureWarning, MissingCredentialsError, MissingSDKError, ServerUnreachableError
-from omlcore_loggers_base.testing import SDK_MODULES, fit_tiny_model, imported_modules, make_figure
+from omlcore_loggers_base.testing import (
+    SDK_MODULES,
+    fit_tiny_model,
+    imported_modules,
+    make_figure,
+    require_pipeline,
+    train_on_mock,
+)
 from omlcore_mlflow import MLflowLogger
 
 import omlcore
@@ -194,3 +201,36 @@ def test_importing_the_plugin_imports_no_sdk() -> None:
             assert main(["plugins", "list"]) == 0
     """
     assert not imported_modules(code) & set(SDK_MODULES)
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "train.yaml"
+
+
+@pytest.mark.integration
+def test_omlcore_train_logs_to_mlflow(tmp_path: Path) -> None:
+    require_pipeline(EXAMPLE)
+    from mlflow.tracking import MlflowClient
+
+    run = train_on_mock(tmp_path, EXAMPLE, ["logger.name=mlflow"], env={"MLFLOW_TRACKING_URI": None})
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+    (stored,) = client.search_runs([client.get_experiment_by_name("omlcore").experiment_id])
+    run_id = stored.info.run_id
+    history = client.get_metric_history(run_id, "OVERALL/cmc/1")
+    assert [m.value for m in history] == pytest.approx(run.metric("OVERALL/cmc/1"), rel=1e-9)
+    assert stored.info.run_name == "run"
+    assert stored.info.status == "FINISHED"
+    assert stored.data.params["trainer.max_epochs"] == "2"
+    assert stored.data.params["loss.args.miner.name"] == "hard_triplets"
+    assert {"baseline", "cpu"} <= set(stored.data.tags)
+
+    def paths(folder: str | None = None) -> list[str]:
+        out = []
+        for item in client.list_artifacts(run_id, folder):
+            out += paths(item.path) if item.is_dir else [item.path]
+        return out
+
+    stored_paths = set(paths())
+    assert {"config.yaml", "df.csv"} <= stored_paths
+    assert {f"figures/worst_queries/OVERALL/cmc/1/step_00000{epoch}.png" for epoch in (0, 1)} <= stored_paths
+    config = Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path / "dl")))
+    assert config.read_text() == (run.run_dir / "config.yaml").read_text()

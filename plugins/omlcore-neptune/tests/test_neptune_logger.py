@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 from omlcore_loggers_base import LoggerSetupError, MissingCredentialsError, MissingSDKError, ServerUnreachableError
 from omlcore_loggers_base.lightning import ForwardingLightningLogger
-from omlcore_loggers_base.testing import SDK_MODULES, fit_tiny_model, imported_modules, make_figure
+from omlcore_loggers_base.testing import (
+    SDK_MODULES,
+    fit_tiny_model,
+    imported_modules,
+    make_figure,
+    require_pipeline,
+    train_on_mock,
+)
 from omlcore_neptune import NeptuneLogger
 from omlcore_neptune.logger import server_address
 
@@ -199,3 +206,23 @@ def test_importing_the_plugin_imports_no_sdk() -> None:
             assert main(["plugins", "list"]) == 0
     """
     assert not imported_modules(code) & set(SDK_MODULES)
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "train.yaml"
+
+
+@pytest.mark.integration
+def test_omlcore_train_logs_to_neptune(tmp_path: Path, neptune_env: Path) -> None:
+    require_pipeline(EXAMPLE)
+    run = train_on_mock(tmp_path, EXAMPLE, ["logger={name: neptune, args: {mode: offline}}"])
+    stored = read_run(neptune_env)
+    cmc = [value for _, value in stored.series["metrics/OVERALL/cmc/1"]]
+    assert cmc == pytest.approx(run.metric("OVERALL/cmc/1"), rel=1e-9)
+    assert stored.fields["sys/name"] == "run"
+    assert stored.tags == {"baseline", "cpu"}
+    assert stored.fields["parameters/trainer.max_epochs"] == 2
+    assert stored.fields["parameters/loss.args.miner.name"] == "hard_triplets"
+    assert [step for step, _ in stored.series["figures/worst_queries/OVERALL/cmc/1"]] == [0, 1]
+    assert stored.files["artifacts/config.yaml"] == str(run.run_dir / "config.yaml")
+    assert Path(stored.files["artifacts/df.csv"]).read_text() == (tmp_path / "mock" / "df.csv").read_text()
+    assert stored.fields["sys/failed"] is False

@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 from omlcore_loggers_base import LoggerFailureWarning, MissingCredentialsError, MissingSDKError, ServerUnreachableError
-from omlcore_loggers_base.testing import SDK_MODULES, fit_tiny_model, imported_modules, make_figure
+from omlcore_loggers_base.testing import (
+    SDK_MODULES,
+    fit_tiny_model,
+    imported_modules,
+    make_figure,
+    require_pipeline,
+    train_on_mock,
+)
 from omlcore_wandb import WandbLogger
 from omlcore_wandb.logger import STEP_KEY
 
@@ -260,3 +267,24 @@ def test_importing_the_plugin_imports_no_sdk() -> None:
             assert main(["plugins", "list"]) == 0
     """
     assert not imported_modules(code) & set(SDK_MODULES)
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "train.yaml"
+
+
+@pytest.mark.integration
+def test_omlcore_train_logs_to_wandb(tmp_path: Path) -> None:
+    require_pipeline(EXAMPLE)
+    run = train_on_mock(tmp_path, EXAMPLE, ["logger.name=wandb"])  # offline: WANDB_MODE from wandb_home
+    (folder,) = (run.run_dir / "wandb").glob("offline-run-*")
+    stored = read_run(folder)
+    assert [v for _, v in stored.series("OVERALL/cmc/1")] == pytest.approx(run.metric("OVERALL/cmc/1"), rel=1e-9)
+    assert stored.name == "run"
+    assert sorted(stored.tags) == ["baseline", "cpu"]
+    assert stored.config["trainer.max_epochs"] == 2
+    assert stored.config["loss.args.miner.name"] == "hard_triplets"
+    figures = [row[STEP_KEY] for row in stored.history if "worst_queries/OVERALL/cmc/1/_type" in row]
+    assert figures == [0, 1]
+    files = {name for artifact in stored.artifacts.values() for name in artifact}
+    assert {"config.yaml", "df.csv"} <= files
+    assert stored.exit_code == 0
