@@ -2,10 +2,11 @@
 
 A config's ``logger`` is one ``{name, args}`` spec or a list of them. Each is built from the
 ``omlcore.loggers`` group; a logger whose constructor takes ``run_dir`` gets the run folder, so its
-output lands there (and ``tags``, the config's ``run.tags``). Scalars reach each backend through its ``lightning_logger()``, or, for a backend
-without one (``None``), through :class:`ExperimentLoggerBridge`. Parameters, figures and artifacts are sent
-by the pipeline through the :class:`~omlcore.protocols.ExperimentLogger` methods. A backend failing in one
-of those calls is reported as a warning and does not stop the run.
+output lands there (and ``tags``, the config's ``run.tags``). Scalars reach each backend through its
+``lightning_logger()``, or, for a backend without one (``None``), through :class:`ExperimentLoggerBridge`.
+Parameters, figures and artifacts are sent by the pipeline through the
+:class:`~omlcore.protocols.ExperimentLogger` methods. A backend failing in one of those calls is reported
+as a warning and does not stop the run.
 """
 
 from __future__ import annotations

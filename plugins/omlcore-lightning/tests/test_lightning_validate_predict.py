@@ -1,0 +1,119 @@
+"""The validate and predict pipelines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from lightning_fakes import TinyExtractor
+from omlcore_lightning import predict, train, validate
+from PIL import Image
+
+from omlcore.errors import ConfigError, ConfigValidationError
+
+
+def _validate_config(train_config: dict[str, Any], weights: Path | None) -> dict[str, Any]:
+    return {
+        "pipeline": "validate",
+        "run": train_config["run"],
+        "trainer": {"accelerator": "cpu", "devices": 1},
+        "data": train_config["data"],
+        "transforms_val": train_config["transforms_val"],
+        "extractor": {"name": "tiny", "args": {"weights": str(weights) if weights else None, "dropout": 0.2}},
+        "metrics": train_config["metrics"],
+    }
+
+
+def test_validating_the_trained_weights_gives_the_last_training_metrics(train_config: dict[str, Any]) -> None:
+    trained = train(train_config, verbose=False)
+    assert trained.last_checkpoint is not None
+    config = _validate_config(train_config, trained.last_checkpoint)
+    config["metrics"] = {**config["metrics"], "log_images": True}
+    result = validate(config, verbose=False)
+    assert result.metrics == trained.metrics
+    assert result.run_dir.parent == trained.run_dir.parent
+    assert result.run_dir != trained.run_dir
+    records = json.loads((result.run_dir / "metrics.json").read_text())
+    assert [r["metrics"] for r in records] == [result.metrics]
+    assert (result.run_dir / "config.yaml").is_file()
+    assert (result.run_dir / "figures" / "epoch_000" / "worst_queries_OVERALL_cmc_1.png").is_file()
+    assert not (result.run_dir / "checkpoints").exists()
+
+
+def test_validate_on_a_dataset_without_validation_rows(
+    train_config: dict[str, Any], mock_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "train-only"
+    shutil.copytree(mock_root, root)
+    lines = (root / "df.csv").read_text().splitlines()
+    (root / "df.csv").write_text("\n".join([lines[0], *(ln for ln in lines[1:] if ",train," in ln)]) + "\n")
+    config = _validate_config(train_config, None)
+    config["data"] = {**config["data"], "dataset_root": str(root)}
+    with pytest.raises(ConfigError, match="no rows with split 'validation'"):
+        validate(config, verbose=False)
+
+
+def test_validate_refuses_a_postprocessor(train_config: dict[str, Any]) -> None:
+    config = _validate_config(train_config, None)
+    config["postprocessor"] = {"name": "whatever"}
+    with pytest.raises(ConfigValidationError):
+        validate(config, verbose=False)
+
+
+def _predict_config(folder: Path, out: Path, weights: Path | None = None) -> dict[str, Any]:
+    return {
+        "pipeline": "predict",
+        "trainer": {"accelerator": "cpu", "devices": 1},
+        "data": {"data_dir": str(folder), "batch_size": 5},
+        "save_dir": str(out),
+        "transforms_predict": {"name": "norm_resize_torch", "args": {"im_size": 32}},
+        "extractor": {"name": "tiny", "args": {"weights": str(weights) if weights else None}},
+    }
+
+
+def test_predict_writes_embeddings_and_their_paths(
+    train_config: dict[str, Any], mock_root: Path, tmp_path: Path
+) -> None:
+    trained = train(train_config, ["trainer.max_epochs=1"], verbose=False)
+    assert trained.last_checkpoint is not None
+    folder = tmp_path / "photos"
+    shutil.copytree(mock_root / "images", folder / "a")
+    shutil.copy(mock_root / "images" / "circle_1.png", folder / "UPPER.PNG")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    result = predict(_predict_config(folder, out, trained.last_checkpoint), verbose=False)
+    emb = np.load(out / "embeddings.npy")
+    with (out / "paths.csv").open() as fh:
+        paths = [row["path"] for row in csv.DictReader(fh)]
+    assert emb.shape == (25, 8) == (result.count, result.dim)
+    assert emb.dtype == np.float32
+    assert paths == sorted(paths)
+    assert paths[0] == "UPPER.PNG"
+    assert len(paths) == 25
+    assert "notes.txt" not in paths
+    # the same as running the extractor by hand
+    from omlcore_images.transforms import norm_resize_torch
+
+    model = TinyExtractor(weights=str(trained.last_checkpoint)).eval()
+    transform = norm_resize_torch(im_size=32)
+    for i in (0, 7, 24):
+        image = Image.open(folder / paths[i]).convert("RGB")
+        with torch.no_grad():
+            expected = model.extract(transform(image)[None])[0].numpy()
+        np.testing.assert_allclose(emb[i], expected, rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in out.iterdir()) == ["embeddings.npy", "paths.csv"]
+
+
+def test_predict_without_images(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no file with extension"):
+        predict(_predict_config(tmp_path / "empty", tmp_path / "out"), verbose=False)
+    with pytest.raises(ConfigValidationError):
+        predict(_predict_config(tmp_path / "missing", tmp_path / "out"), verbose=False)
+    assert not (tmp_path / "out").exists()
