@@ -99,6 +99,8 @@ def test_direct_api_reads_back(tmp_path: Path) -> None:
     assert "| trainer/max_epochs | 2 |" in text(folder, "params")
     assert text(folder, "tags") == "baseline, cpu"
     assert text(folder, "status") == "success"
+    best = (folder / "artifacts" / "best.ckpt").read_bytes()
+    assert best == (run.run_dir / "checkpoints" / "best.ckpt").read_bytes()
     images = accumulator(folder).Images("worst_queries/OVERALL/cmc/1")
     assert [(i.step, i.width, i.height) for i in images] == [(1, 100, 75)]  # 2 x 1.5 inches at 50 dpi
     assert (folder / "artifacts" / "config.yaml").read_text() == config.read_text()
@@ -173,7 +175,7 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "configs" / "train.
 @pytest.mark.integration
 def test_omlcore_train_logs_to_tensorboard(tmp_path: Path) -> None:
     require_pipeline(EXAMPLE)
-    run = train_on_mock(tmp_path, EXAMPLE, ["logger.name=tensorboard"])
+    run = train_on_mock(tmp_path, EXAMPLE, ["logger={name: tensorboard, args: {log_checkpoint: true}}"])
     folder = run.run_dir / "tensorboard"
     stored = scalars(folder)
     assert [v for _, v in stored["OVERALL/cmc/1"]] == pytest.approx(run.metric("OVERALL/cmc/1"), rel=1e-6)
