@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -13,9 +14,8 @@ from omlcore_miners._common import (
     all_triplets,
     check_batch,
     empty_triplets,
-    n_hard,
+    n_hard_from_rows,
     parse_rank_range,
-    sq_distances,
 )
 
 __all__ = ["MinerWithBank", "TripletMinerWithMemory"]
@@ -51,6 +51,35 @@ class _BatchBank:
         if features.shape[0] > 0:
             self._batches.append((features.detach().clone(), labels.clone()))
 
+    def state(self) -> list[dict[str, Tensor]]:
+        """The stored batches, oldest first (the tensors themselves, as ``torch.save`` wants them)."""
+        return [{"features": f, "labels": lab} for f, lab in self._batches]
+
+    def load(self, batches: Any, owner: str) -> None:
+        """Replace the content by ``batches`` as :meth:`state` gives them; validate before changing anything."""
+        if not isinstance(batches, list | tuple):
+            raise ValueError(f"{owner}: the state's 'bank' must be a list of batches, got {type(batches).__name__}")
+        if len(batches) > self.capacity:
+            raise ValueError(
+                f"{owner}: the state holds {len(batches)} batches but bank_size_in_batches is {self.capacity}; "
+                f"build the miner with the bank size it was saved with"
+            )
+        loaded: list[tuple[Tensor, Tensor]] = []
+        for i, batch in enumerate(batches):
+            features = batch.get("features") if isinstance(batch, dict) else None
+            labels = batch.get("labels") if isinstance(batch, dict) else None
+            if not (isinstance(features, Tensor) and features.ndim == 2 and features.is_floating_point()):
+                raise ValueError(f"{owner}: bank batch {i} needs 'features', a float (N, D) tensor")
+            if not (isinstance(labels, Tensor) and labels.shape == (features.shape[0],)):
+                raise ValueError(f"{owner}: bank batch {i} needs 'labels', a (N,) tensor matching its features")
+            if loaded and features.shape[1] != loaded[0][0].shape[1]:
+                raise ValueError(
+                    f"{owner}: bank batch {i} has {features.shape[1]} columns, batch 0 has {loaded[0][0].shape[1]}"
+                )
+            loaded.append((features.detach().clone(), labels.long().clone()))
+        self._batches.clear()
+        self._batches.extend(loaded)
+
 
 class MinerWithBank(MemoryRecorder):
     """N-hard mining over ``[batch; bank]`` with anchors from the batch (OML's ``MinerWithBank``).
@@ -75,6 +104,14 @@ class MinerWithBank(MemoryRecorder):
         self._memory = None
         self.last_logs: dict[str, float] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The bank (the earlier batches it holds), for checkpoints; see :meth:`load_state_dict`."""
+        return {"bank": self._bank.state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the bank saved by :meth:`state_dict` (a resumed run then mines as the original would)."""
+        self._bank.load(state.get("bank") if isinstance(state, dict) else None, type(self).__name__)
+
     def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Triplets ordered by anchor, positive rank, negative rank; then the batch enters the bank."""
         labels = check_batch(features, labels)
@@ -88,11 +125,9 @@ class MinerWithBank(MemoryRecorder):
             return empty_triplets(features.device)
         pool_features = torch.cat([features.detach(), memory.features])
         pool_labels = torch.cat([labels, memory.labels])
-        same = labels[:, None] == pool_labels[None, :]
-        not_self = torch.ones_like(same)
-        not_self[:, :size].fill_diagonal_(False)
-        d2 = sq_distances(features, pool_features, y_starts_with_x=True)
-        a, p, n = n_hard(d2, same & not_self, ~same, self._positive_ranks, self._negative_ranks)
+        a, p, n = n_hard_from_rows(
+            features, pool_features, labels, pool_labels, self._positive_ranks, self._negative_ranks
+        )
         self._bank.push(features, labels)
         count = max(a.numel(), 1)
         self.last_logs = {
@@ -157,6 +192,19 @@ class TripletMinerWithMemory(MemoryRecorder):
         self._generator = torch.Generator().manual_seed(seed)
         self._memory = None
         self.last_logs: dict[str, float] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The bank and the state of the miner's generator, for checkpoints; see :meth:`load_state_dict`."""
+        return {"bank": self._bank.state(), "generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved: the bank and the generator (the next draws are the same)."""
+        name = type(self).__name__
+        generator = state.get("generator") if isinstance(state, dict) else None
+        if not isinstance(generator, Tensor) or generator.dtype != torch.uint8:
+            raise ValueError(f"{name}: the state needs 'generator', a uint8 tensor from Generator.get_state()")
+        self._bank.load(state.get("bank") if isinstance(state, dict) else None, name)
+        self._generator.set_state(generator)
 
     def sample(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mixed triplets first, in-batch triplets last; then the batch enters the bank."""

@@ -10,8 +10,9 @@ from omlcore_miners._common import (
     MemoryRecorder,
     all_triplets,
     check_batch,
+    count_all_triplets,
     empty_triplets,
-    n_hard,
+    n_hard_from_rows,
     parse_rank_range,
     sq_distances,
 )
@@ -48,6 +49,20 @@ class AllTripletsMiner:
         self.last_logs = {"available_triplets": float(total), "triplets": float(a.numel())}
         return a, p, n
 
+    def takes_all_triplets(self, features: Tensor, labels: Tensor) -> bool:
+        """Whether :meth:`sample` would return every in-batch triplet of this batch (the shortcut of the
+        README: a loss may then compute on all triplets without their index tensors and skip ``sample``).
+
+        When ``True``, ``last_logs`` is updated as ``sample`` would; when ``False`` (a random subset is due)
+        nothing changes, the generator included, and the caller calls ``sample``.
+        """
+        labels = check_batch(features, labels)
+        total = count_all_triplets(labels)
+        if self.max_output_triplets is not None and total > self.max_output_triplets:
+            return False
+        self.last_logs = {"available_triplets": float(total), "triplets": float(total)}
+        return True
+
 
 class NHardTripletsMiner:
     """Per anchor, the cartesian product of its hardest positives and hardest negatives.
@@ -72,11 +87,7 @@ class NHardTripletsMiner:
         if size == 0:
             self.last_logs = {"triplets": 0.0}
             return empty_triplets(features.device)
-        same = labels[:, None] == labels[None, :]
-        pos_mask = same.clone()
-        pos_mask.fill_diagonal_(False)
-        d2 = sq_distances(features)
-        a, p, n = n_hard(d2, pos_mask, ~same, self._positive_ranks, self._negative_ranks)
+        a, p, n = n_hard_from_rows(features, features, labels, labels, self._positive_ranks, self._negative_ranks)
         self.last_logs = {"triplets": float(a.numel())}
         return a, p, n
 
