@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Literal
 
@@ -74,6 +75,10 @@ def check_batch(loss: str, features: Tensor, labels: Tensor) -> None:
         raise LossInputError(f"{loss}: the batch is empty")
     if labels.device != features.device:
         raise LossInputError(f"{loss}: labels are on {labels.device}, features on {features.device}")
+    # The sum is finite when every entry is (NaN and inf propagate); only when it is not (finite values
+    # that overflow included) is every entry checked: one reduction and no bool tensor in the common case.
+    if math.isfinite(float(features.detach().sum())):
+        return
     finite = torch.isfinite(features)
     if not bool(finite.all()):
         bad_rows = (~finite).any(dim=1).nonzero().flatten()
