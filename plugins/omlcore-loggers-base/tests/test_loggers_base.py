@@ -32,7 +32,7 @@ from omlcore_loggers_base import (
     safe_key,
     split_metric_name,
 )
-from omlcore_loggers_base.testing import SDK_MODULES, fit_tiny_model, imported_modules, make_figure
+from omlcore_loggers_base.testing import SDK_MODULES, fit_tiny_model, imported_modules, make_figure, png_image
 
 from omlcore.errors import OmlcoreError
 from omlcore.testing.conformance import ExperimentLoggerConformance, MetricHistory
@@ -126,6 +126,11 @@ def test_figures_become_png() -> None:
         figure_to_png(b"GIF89a")
     with pytest.raises(TypeError, match="expected a matplotlib figure"):
         figure_to_png("figure.png")
+    gradient = png_to_rgb_array(png_image(3, 2))  # the stand-in figure when matplotlib is missing
+    assert gradient.tolist() == [
+        [[0, 0, 128], [127, 0, 128], [255, 0, 128]],
+        [[0, 255, 128], [127, 255, 128], [255, 255, 128]],
+    ]
 
 
 # ---- checks --------------------------------------------------------------------------------------------

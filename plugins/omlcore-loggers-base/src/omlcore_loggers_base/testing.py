@@ -27,6 +27,7 @@ __all__ = [
     "fit_tiny_model",
     "imported_modules",
     "make_figure",
+    "png_image",
     "require_pipeline",
     "train_on_mock",
 ]
@@ -35,9 +36,30 @@ SDK_MODULES = ("torch", "lightning", "tensorboard", "mlflow", "wandb", "neptune"
 """Modules a logger plugin must not import before a logger is built."""
 
 
+def png_image(width: int, height: int) -> bytes:
+    """A ``width`` x ``height`` RGB PNG (a colour gradient), written with the standard library only."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(
+        b"\x00"
+        + bytes(v for x in range(width) for v in (x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), 128))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
 def make_figure(title: str = "curve") -> Any:
-    """A small matplotlib ``Figure`` (not attached to pyplot, so nothing needs closing)."""
-    from matplotlib.figure import Figure
+    """A small matplotlib ``Figure`` of 100 x 75 pixels (not attached to pyplot, so nothing needs closing);
+    without matplotlib, PNG bytes of the same size (loggers take both)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return png_image(100, 75)
 
     figure = Figure(figsize=(2.0, 1.5), dpi=50)
     axes = figure.add_subplot()
