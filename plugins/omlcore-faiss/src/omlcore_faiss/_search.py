@@ -145,7 +145,9 @@ def rescore(queries: Tensor, gallery: Tensor, candidates: Tensor, metric: str) -
         if metric == "l2":
             d = (q[:, None, :] - g).square_().sum(dim=2).sqrt_()
         else:  # dot / sqrt(|q|^2 |g|^2): parallel rows give exactly 1, so exact ties stay exact
-            dot = torch.einsum("sd,smd->sm", q, g)
+            # an elementwise product summed over D (not a batched matrix product, whose rounding can depend
+            # on the batch's shape): the same bits as omlcore_metrics.knn.exact_distances
+            dot = (g * q[:, None, :]).sum(dim=2)
             norms = (q.square().sum(dim=1, keepdim=True) * g.square().sum(dim=2)).sqrt_()
             cos = torch.where(norms > 0, dot / norms.clamp_min(1e-300), torch.zeros_like(dot))
             d = (1.0 - cos).clamp_(0.0, 2.0)

@@ -22,7 +22,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from omlcore_metrics.functional import OVERALL, MetricKey, MetricsResult, NoPositivePolicy, retrieval_metrics
+from omlcore_metrics.functional import (
+    OVERALL,
+    MetricKey,
+    MetricsResult,
+    NoPositivePolicy,
+    _knn_metric,
+    _resolve_backend,
+    retrieval_metrics,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -154,6 +162,7 @@ class EmbeddingMetrics:
         self.metrics: dict[str, dict[str, dict[MetricKey, float]]] | None = None
         self.metrics_unreduced: dict[str, dict[str, dict[MetricKey, Tensor]]] | None = None
         self.result: MetricsResult | None = None
+        self.distance: str | None = None  # the backend's metric, set by compute_metrics
         self.storage: dict[str, Any] = {}
         self._chunks: dict[str, list[Any]] = {}
         self._seen = 0
@@ -327,6 +336,8 @@ class EmbeddingMetrics:
         sequence = storage.get("sequence")
         if sequence is not None:  # the datasets write -1 for "no sequence"
             sequence = [None if isinstance(s, int) and s < 0 else s for s in sequence]
+        knn = _resolve_backend(self.backend)
+        self.distance = _knn_metric(knn)
         self.result = retrieval_metrics(
             storage["embeddings"],
             storage["labels"],
@@ -346,7 +357,7 @@ class EmbeddingMetrics:
             r_precision=self.r_precision,
             sample_ids=storage["idx"],
             no_positive=self.no_positive,
-            backend=self.backend,
+            backend=knn,
         )
         self.metrics = self.result.reduced
         self.metrics_unreduced = self.result.unreduced
@@ -385,8 +396,8 @@ class EmbeddingMetrics:
         sequence = st.get("sequence")
         if sequence is not None:
             sequence = [None if isinstance(s, int) and s < 0 else s for s in sequence]
-        # the backend's distance (TorchKnn and the backends built by name default to Euclidean)
-        knn_metric = str(getattr(self.backend, "metric", "l2"))
+        # the distance of the backend that computed the metrics (missed ground truths are drawn with it)
+        knn_metric = self.distance or _knn_metric(_resolve_backend(self.backend))
         return ReportData(
             labels=st["labels"].tolist(),
             paths=paths,

@@ -2,10 +2,11 @@
 
 Results are ordered by the pair ``(distance, gallery index)``: among equal distances the smaller gallery
 index comes first. Every backend that follows this order returns the same rows whatever its chunk sizes,
-so metrics computed from them do not depend on how the data was split.
+so metrics computed from them do not depend on how the data was split. The distances themselves are
+:func:`exact_distances`: float64 from the two rows, rounded once to the queries' dtype.
 
-Memory: :class:`TorchKnn` holds one ``query_chunk x gallery_chunk`` distance block plus the running
-``Q x k`` result, never a full ``Q x G`` matrix.
+Memory: :class:`TorchKnn` holds one ``query_chunk x gallery_chunk`` block of ranking keys plus the running
+``Q x (k + slack)`` candidates, never a full ``Q x G`` matrix.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from torch import Tensor
 
 from omlcore.protocols import KnnBackend
 
-__all__ = ["Exclusions", "TorchKnn", "knn_with_exclusions", "pair_distances"]
+__all__ = [
+    "Exclusions",
+    "TorchKnn",
+    "exact_distances",
+    "exact_pair_distances",
+    "knn_with_exclusions",
+    "pair_distances",
+]
 
 KnnMetric = Literal["l2", "cosine", "dot"]
 _METRICS: tuple[str, ...] = ("l2", "cosine", "dot")
@@ -185,7 +193,9 @@ def pair_distances(queries: Tensor, gallery: Tensor, metric: str) -> Tensor:
     """Distances ``(q, g)`` between two blocks of rows: Euclidean (``"l2"``), ``1 - cosine similarity``
     (``"cosine"``, rows are normalised here) or ``-(q . g)`` (``"dot"``).
 
-    L2 uses ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))``; computed in the inputs' dtype.
+    L2 uses ``sqrt(max(|q|^2 + |g|^2 - 2 q.g, 0))``; computed in the inputs' dtype from one matrix product,
+    so the last bits can depend on the block's shape. Used for fnmr@fmr's streamed pair distances;
+    :meth:`TorchKnn.search` returns :func:`exact_distances` instead.
     """
     # In-place arithmetic on fresh blocks: at most two block-sized buffers, same bits as the plain formulas
     # (scaling by -1 or -2 is exact, so ``a + (-2) * b`` rounds like ``a - 2 * b``).
@@ -204,43 +214,259 @@ def pair_distances(queries: Tensor, gallery: Tensor, metric: str) -> Tensor:
     raise ValueError(f"unknown distance metric {metric!r}; expected one of {list(_METRICS)}")
 
 
-def _block_topk(dist: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The ``k`` smallest entries of every row of ``dist`` in ``(value, column)`` order, exactly.
+def exact_distances(queries: Tensor, gallery: Tensor, indices: Tensor, metric: str) -> Tensor:
+    """Float64 ``(r, m)`` distances from each query row to the gallery rows ``indices`` ``(r, m)``.
 
-    ``torch.topk`` may pick any of several equal values at the k-th place; rows where that can happen
-    (more than ``k`` entries at most the k-th value, i.e. the (k+1)-th smallest equals the k-th) are redone
-    with a stable sort. Asking ``topk`` for ``k + 1`` entries finds them without another pass over ``dist``.
+    The reference values of every search: a function of the two rows alone (never of a block's shape),
+    computed in float64 from the rows as given. ``"l2"``: ``sqrt(sum((q - g)^2))`` (from the difference,
+    no cancellation); ``"cosine"``: ``1 - q.g / sqrt(|q|^2 |g|^2)`` clamped to ``[0, 2]``, 1 when either row
+    is zero; ``"dot"``: ``-(q . g)``. Index ``-1`` gives ``inf``. Works in slices of at most
+    :data:`EXACT_ELEMENTS` float64 elements.
     """
-    if k < dist.shape[1]:
-        values, cols = torch.topk(dist, k + 1, dim=1, largest=False, sorted=True)
-        ambiguous = values[:, k] == values[:, k - 1]
-        values, cols = values[:, :k].contiguous(), cols[:, :k].contiguous()
+    r, m = indices.shape
+    out = torch.empty(r, m, dtype=torch.float64, device=indices.device)
+    if r == 0 or m == 0:
+        return out
+    dim = max(1, queries.shape[1])
+    cols = max(1, min(m, EXACT_ELEMENTS // dim))
+    rows = max(1, EXACT_ELEMENTS // (cols * dim))
+    for r0 in range(0, r, rows):
+        q = queries[r0 : r0 + rows].to(device=indices.device, dtype=torch.float64)
+        for c0 in range(0, m, cols):
+            idx = indices[r0 : r0 + rows, c0 : c0 + cols]
+            g = gallery[idx.clamp(min=0).to(gallery.device)].to(device=indices.device, dtype=torch.float64)
+            if metric == "l2":
+                d = g.sub_(q[:, None, :]).square_().sum(2).sqrt_()
+            elif metric == "cosine":
+                dot = (g * q[:, None, :]).sum(2)
+                norms = (q.square().sum(1, keepdim=True) * g.square_().sum(2)).sqrt_()
+                cos = torch.where(norms > 0, dot / norms.clamp(min=1e-300), torch.zeros_like(dot))
+                d = cos.neg_().add_(1.0).clamp_(0.0, 2.0)
+            elif metric == "dot":
+                d = g.mul_(q[:, None, :]).sum(2).neg_()
+            else:
+                raise ValueError(f"unknown distance metric {metric!r}; expected one of {list(_METRICS)}")
+            out[r0 : r0 + rows, c0 : c0 + cols] = d.masked_fill_(idx < 0, math.inf)
+    return out
+
+
+def exact_pair_distances(queries: Tensor, gallery: Tensor, metric: str) -> Tensor:
+    """Float64 ``(Q, G)`` :func:`exact_distances` between all rows (small inputs: figures, tests)."""
+    idx = torch.arange(gallery.shape[0], device=queries.device).expand(queries.shape[0], -1)
+    return exact_distances(queries, gallery, idx, metric)
+
+
+# ---- the ranked search ---------------------------------------------------------------------------------------
+
+EXACT_ELEMENTS = 1 << 22
+"""At most this many float64 elements (32 MiB) are gathered at once when distances are recomputed exactly."""
+_GROUP = 32
+"""Columns per group of the two-level selection: a block's column groups are ranked by their minimum first."""
+
+
+def _pool_size(k: int, n_gallery: int) -> int:
+    """Candidates kept per query: ``k`` plus a slack, so that near-ties at the k-th place rarely need a
+    second pass."""
+    return min(n_gallery, k + max(3, k // 8))
+
+
+def _unit_roundoff(dtype: torch.dtype, device: torch.device) -> float:
+    """Unit roundoff of the matrix products in ``dtype`` on ``device``, allowing for reduced-precision
+    float32 products (TF32/bfloat16) when torch is set to use them."""
+    if dtype == torch.float64:
+        return 2.0**-53
+    reduced = torch.get_float32_matmul_precision() != "highest"
+    if device.type == "cuda":
+        reduced = reduced or bool(torch.backends.cuda.matmul.allow_tf32)
+    return 2.0**-8 if reduced else 2.0**-24
+
+
+def _sq_norms(x: Tensor, device: torch.device) -> Tensor:
+    """Float64 squared row norms of ``x`` on ``device``, computed in slices (no full float64 copy)."""
+    out = torch.empty(x.shape[0], dtype=torch.float64, device=device)
+    step = max(1, EXACT_ELEMENTS // max(1, x.shape[1]))
+    for s in range(0, x.shape[0], step):
+        out[s : s + step] = x[s : s + step].to(device=device, dtype=torch.float64).square().sum(1)
+    return out
+
+
+def _unit_rows(x: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Rows of ``x`` scaled to unit length in float64 and rounded once to ``dtype`` (zero rows stay zero)."""
+    out = torch.empty(x.shape, dtype=dtype, device=device)
+    step = max(1, EXACT_ELEMENTS // max(1, x.shape[1]))
+    for s in range(0, x.shape[0], step):
+        rows = x[s : s + step].to(device=device, dtype=torch.float64)
+        norms = rows.square().sum(1, keepdim=True).sqrt_()
+        out[s : s + step] = rows / torch.where(norms > 0, norms, torch.ones_like(norms))  # rows may alias x
+    return out
+
+
+def _select(keys: Tensor, p: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``p`` smallest keys of each row of a block: ``(keys (r, p), columns (r, p), bound (r,))``.
+
+    Every key left out is ``>= bound``. Rows shorter than ``p`` are padded with ``inf`` / ``-1``. Wide
+    blocks use a two-level selection: the minimum of every group of :data:`_GROUP` columns (strided groups,
+    one vectorised pass), the ``p + 1`` groups with the smallest minima, then the ``p + 1`` smallest keys
+    among those groups' columns; any other column lies in a group whose minimum is at least the largest
+    selected minimum.
+    """
+    r, n = keys.shape
+    if n <= p:
+        out_k = torch.full((r, p), math.inf, dtype=keys.dtype, device=keys.device)
+        out_c = torch.full((r, p), -1, dtype=torch.long, device=keys.device)
+        out_k[:, :n] = keys
+        out_c[:, :n] = torch.arange(n, device=keys.device)
+        return out_k, out_c, torch.full((r,), math.inf, dtype=keys.dtype, device=keys.device)
+    n_groups = n // _GROUP
+    cols: Tensor | None = None
+    if n_groups >= 4 * (p + 1):
+        width = n_groups * _GROUP
+        mins = keys[:, :width].view(r, _GROUP, n_groups).amin(1)
+        min_v, min_g = mins.topk(p + 1, dim=1, largest=False, sorted=False)
+        bound = min_v.amax(1)
+        cols = (min_g[:, :, None] + n_groups * torch.arange(_GROUP, device=keys.device)).view(r, -1)
+        if width < n:
+            tail = torch.arange(width, n, device=keys.device).expand(r, -1)
+            cols = torch.cat([cols, tail], 1)
+        cand = keys.gather(1, cols)
     else:
-        values, cols = torch.topk(dist, k, dim=1, largest=False, sorted=True)
-        ambiguous = torch.zeros(dist.shape[0], dtype=torch.bool, device=dist.device)
-    if bool(ambiguous.any()):
-        rows = ambiguous.nonzero().flatten()
-        v2, c2 = torch.sort(dist[rows], dim=1, stable=True)
-        values[rows], cols[rows] = v2[:, :k], c2[:, :k]
-    # Order the k winners by (value, column): sort by column, then stable-sort by value.
-    cols, order = cols.sort(dim=1)
-    values = values.gather(1, order)
-    values, order = values.sort(dim=1, stable=True)
-    return values, cols.gather(1, order)
+        cand = keys
+        bound = torch.full((r,), math.inf, dtype=keys.dtype, device=keys.device)
+    values, pos = cand.topk(p + 1, dim=1, largest=False, sorted=True)
+    bound = torch.minimum(bound, values[:, p])
+    pos = pos[:, :p]
+    return values[:, :p], (pos if cols is None else cols.gather(1, pos)), bound
+
+
+def _merge(
+    run: tuple[Tensor, Tensor, Tensor], new: tuple[Tensor, Tensor, Tensor], p: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Combine two candidate pools ``(keys, gallery indices, bound)`` of the same queries into one of size
+    ``p``; every key left out of the result is ``>=`` its bound."""
+    keys = torch.cat([run[0], new[0]], 1)
+    idx = torch.cat([run[1], new[1]], 1)
+    values, pos = keys.topk(p + 1, dim=1, largest=False, sorted=True)
+    bound = torch.minimum(torch.minimum(run[2], new[2]), values[:, p])
+    return values[:, :p], idx.gather(1, pos[:, :p]), bound
+
+
+def _round_up(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` (float64) in ``dtype``, rounded towards ``+inf`` so that nothing ``<= x`` is lost."""
+    y = x.to(dtype)
+    return torch.where(y.double() < x, torch.nextafter(y, torch.full_like(y, math.inf)), y)
+
+
+def _sort_exact(dist: Tensor, idx: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Rows sorted by ``(distance, index)`` (index ``-1`` padding last, it carries ``inf``); first ``k``."""
+    by_index = torch.where(idx < 0, torch.iinfo(torch.long).max, idx).argsort(dim=1, stable=True)
+    dist, idx = dist.gather(1, by_index), idx.gather(1, by_index)
+    by_dist = dist.argsort(dim=1, stable=True)[:, :k]
+    return dist.gather(1, by_dist), idx.gather(1, by_dist)
+
+
+class _ExclusionPlan:
+    """How :class:`Exclusions` are applied to key blocks: equal ids as a sparse list of pairs when there are
+    few (one per query when ids are unique), merged with the ignore list and written as ``inf`` entry by
+    entry; sequences (and ids shared by many rows) by comparing the block's ids."""
+
+    def __init__(self, exclude: Exclusions | None, n_q: int, n_g: int, device: torch.device) -> None:
+        self.device = device
+        self.ids: tuple[Tensor, Tensor] | None = None
+        self.seq: tuple[Tensor, Tensor] | None = None
+        self.pairs: tuple[Tensor, Tensor] | None = None
+        if exclude is None:
+            return
+        pq: list[Tensor] = []
+        pg: list[Tensor] = []
+        if exclude.query_ids is not None and exclude.gallery_ids is not None:
+            sparse = _equal_pairs(exclude.query_ids.cpu(), exclude.gallery_ids.cpu(), 4 * (n_q + n_g) + 1024)
+            if sparse is None:
+                self.ids = (exclude.query_ids.to(device), exclude.gallery_ids.to(device))
+            else:
+                pq.append(sparse[0])
+                pg.append(sparse[1])
+        if exclude.query_sequence is not None and exclude.gallery_sequence is not None:
+            self.seq = (exclude.query_sequence.to(device), exclude.gallery_sequence.to(device))
+        if exclude.ignore is not None:
+            iq, ig = exclude.ignore_pairs()
+            pq.append(iq)
+            pg.append(ig)
+        if pq:
+            q_all, g_all = torch.cat(pq), torch.cat(pg)
+            if q_all.numel():
+                order = q_all.argsort(stable=True)
+                self.pairs = (q_all[order], g_all[order])
+
+    def for_gallery(self, g0: int, g1: int) -> tuple[Tensor, Tensor] | None:
+        """The sparse pairs whose gallery row lies in ``[g0, g1)`` (query-sorted; columns relative to ``g0``)."""
+        if self.pairs is None:
+            return None
+        pq, pg = self.pairs
+        inside = (pg >= g0) & (pg < g1)
+        if not bool(inside.any()):
+            return None
+        return pq[inside].to(self.device), (pg[inside] - g0).to(self.device)
+
+    def apply(
+        self, keys: Tensor, rows: Tensor | tuple[int, int], g0: int, g1: int, pairs: tuple[Tensor, Tensor] | None
+    ) -> None:
+        """Write ``inf`` over the excluded entries of the key block of query ``rows`` (a ``(q0, q1)`` range or
+        sorted positions) and gallery rows ``[g0, g1)``; ``pairs`` is :meth:`for_gallery`'s answer."""
+        if pairs is not None:
+            pq, pg = pairs
+            if isinstance(rows, tuple):
+                lo, hi = (int(v) for v in torch.searchsorted(pq, torch.tensor(rows, device=pq.device)).tolist())
+                if hi > lo:
+                    keys[pq[lo:hi] - rows[0], pg[lo:hi]] = math.inf
+            else:
+                local = torch.full((int(rows.max()) + 1,), -1, dtype=torch.long, device=pq.device)
+                local[rows] = torch.arange(rows.numel(), device=pq.device)
+                hit = pq <= rows.max()
+                r = local[pq[hit]]
+                keys[r[r >= 0], pg[hit][r >= 0]] = math.inf
+        for both in (self.ids, self.seq):
+            if both is not None:
+                q_vals = both[0][rows[0] : rows[1]] if isinstance(rows, tuple) else both[0][rows]
+                keys.masked_fill_(q_vals[:, None] == both[1][None, g0:g1], math.inf)
+
+
+def _equal_pairs(query_ids: Tensor, gallery_ids: Tensor, limit: int) -> tuple[Tensor, Tensor] | None:
+    """All ``(q, g)`` with ``query_ids[q] == gallery_ids[g]``, sorted by ``q``; ``None`` if more than ``limit``."""
+    order = gallery_ids.argsort(stable=True)
+    sorted_ids = gallery_ids[order]
+    lo = torch.searchsorted(sorted_ids, query_ids)
+    hi = torch.searchsorted(sorted_ids, query_ids, right=True)
+    counts = hi - lo
+    total = int(counts.sum())
+    if total > limit:
+        return None
+    pq = torch.repeat_interleave(torch.arange(query_ids.shape[0]), counts)
+    offsets = torch.arange(total) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    pg = order[torch.repeat_interleave(lo, counts) + offsets]
+    return pq, pg
 
 
 class TorchKnn:
-    """Exact brute-force kNN in torch, streaming over query and gallery chunks (CPU or GPU).
+    """Exact brute-force kNN in torch, streaming over gallery and query chunks (CPU or GPU).
 
     ``metric``: ``"l2"`` (Euclidean), ``"cosine"`` (``1 - cosine similarity``) or ``"dot"``
-    (``-(q . g)``). ``query_chunk`` x ``gallery_chunk`` bounds the distance block held at once;
-    ``device`` is where distances are computed (default: the queries' device); results are returned on
-    the queries' device.
+    (``-(q . g)``). ``query_chunk`` x ``gallery_chunk`` bounds the block of ranking keys held at once;
+    ``device`` is where they are computed (default: the queries' device); results are returned on the
+    queries' device.
 
-    Rows are sorted by ``(distance, gallery index)``; the result does not depend on the chunk sizes as long
-    as the distance of a pair is computed to the same bits (true for the same device and dtype, apart
-    from BLAS kernels that round differently for different block shapes; near-ties within float rounding
-    may then swap).
+    How a search stays exact: each block is one matrix product of a *ranking key* that orders a query's
+    row like the distance does (l2: ``|g|^2 - 2 q.g``, or ``-2 q.g`` when all gallery rows have nearly the
+    same norm, the spread being accounted for; cosine: ``-(q.g)`` of normalised rows; dot: ``-(q.g)``). Each
+    query keeps its ``k + slack`` smallest keys and a lower bound on every key it dropped. The candidates'
+    distances are then recomputed exactly (:func:`exact_distances`, float64 from the rows) and sorted by
+    ``(distance cast to the queries' dtype, gallery index)``. A query is accepted when, by a proven bound on
+    the rounding of the key products, every dropped gallery row is farther than its k-th result; the rare
+    others (near-ties at the k-th place) are searched again with every gallery row whose key could reach
+    it, so ties at the k-th place always keep the smaller gallery indices.
+
+    The returned distances are a function of the two rows alone, so results do not depend on chunk sizes,
+    on the order of the gallery rows (apart from which index wins an exact tie) or on the backend (the
+    faiss backend re-scores with the same formulas).
     """
 
     def __init__(
@@ -269,7 +495,8 @@ class TorchKnn:
     def blocks(self, queries: Tensor, gallery: Tensor) -> Iterator[tuple[int, int, int, int, Tensor]]:
         """Yield ``(q0, q1, g0, g1, distances)`` for every block, queries outer, gallery inner, in order.
 
-        ``distances`` is the ``(q1 - q0, g1 - g0)`` block on the compute device.
+        ``distances`` is the ``(q1 - q0, g1 - g0)`` :func:`pair_distances` block on the compute device
+        (computed in the inputs' dtype from one matrix product; used for fnmr@fmr).
         """
         _check_inputs(queries, gallery)
         device = self.device or queries.device
@@ -285,9 +512,9 @@ class TorchKnn:
     ) -> tuple[Tensor, Tensor]:
         """The ``min(k, G)`` nearest gallery rows of every query: ``(distances float, indices long)``.
 
-        Rows are sorted by ``(distance, gallery index)``. With ``exclude``, excluded pairs are never
-        returned; a query with fewer than ``min(k, G)`` admissible gallery rows gets its row padded with
-        distance ``inf`` and index ``-1``.
+        Rows are sorted by ``(distance, gallery index)``; distances are :func:`exact_distances` cast to the
+        queries' dtype. With ``exclude``, excluded pairs are never returned; a query with fewer than
+        ``min(k, G)`` admissible gallery rows gets its row padded with distance ``inf`` and index ``-1``.
         """
         _check_k(k)
         _check_inputs(queries, gallery)
@@ -298,37 +525,170 @@ class TorchKnn:
             exclude.validate(n_q, n_g)
             if exclude.empty:
                 exclude = None
-        pairs = exclude.ignore_pairs() if exclude is not None and exclude.ignore is not None else None
-        out_d = torch.empty(n_q, kk, dtype=queries.dtype, device=out_device)
-        out_i = torch.empty(n_q, kk, dtype=torch.long, device=out_device)
         if kk == 0 or n_q == 0:
-            return out_d, out_i
-        run_d: Tensor | None = None
-        run_i: Tensor | None = None
-        for q0, q1, g0, g1, dist in self.blocks(queries, gallery):
-            if g0 == 0:
-                run_d, run_i = None, None
-            if exclude is not None:
-                mask = exclude.block_mask(q0, q1, g0, g1, pairs)
-                if mask is not None:
-                    dist = dist.masked_fill_(mask.to(dist.device), math.inf)  # a fresh block: no copy
-            d_blk, i_blk = _block_topk(dist, min(kk, g1 - g0))
-            i_blk = i_blk + g0
-            if run_d is None or run_i is None:
-                run_d, run_i = d_blk, i_blk
-            else:
-                # Running entries have smaller gallery indices than this block's, and both parts are sorted
-                # by (distance, index): a stable sort by distance keeps the total order.
-                cat_d, cat_i = torch.cat([run_d, d_blk], 1), torch.cat([run_i, i_blk], 1)
-                cat_d, order = cat_d.sort(dim=1, stable=True)
-                run_d, run_i = cat_d[:, :kk], cat_i.gather(1, order)[:, :kk]
-            if g1 == n_g:
-                assert run_i is not None
-                out_d[q0:q1] = run_d.to(out_device)
-                out_i[q0:q1] = run_i.to(out_device)
-        if exclude is not None:
-            out_i[torch.isinf(out_d)] = -1
+            return (
+                torch.empty(n_q, kk, dtype=queries.dtype, device=out_device),
+                torch.empty(n_q, kk, dtype=torch.long, device=out_device),
+            )
+        return _RankedSearch(self, queries, gallery, kk, exclude).run()
+
+
+class _RankedSearch:
+    """One :meth:`TorchKnn.search`: the streaming pass over ranking keys, the exact re-scoring of each
+    query's candidates and the second pass for the queries whose k-th place is not settled."""
+
+    def __init__(self, knn: TorchKnn, queries: Tensor, gallery: Tensor, k: int, exclude: Exclusions | None):
+        self.knn = knn
+        self.metric = knn.metric
+        self.queries, self.gallery, self.k = queries, gallery, k
+        self.device = knn.device or queries.device
+        self.out_dtype = queries.dtype
+        n_q, n_g, dim = queries.shape[0], gallery.shape[0], queries.shape[1]
+        self.p = _pool_size(k, n_g)
+        self.plan = _ExclusionPlan(exclude, n_q, n_g, self.device)
+        self.qsq = _sq_norms(queries, self.device)
+        gsq = _sq_norms(gallery, self.device)
+        gmax = float(gsq.max())
+        wide = torch.float64 in (queries.dtype, gallery.dtype) or max(gmax, float(self.qsq.max())) > 1e30
+        self.dtype = torch.float64 if wide else torch.float32
+        u = _unit_roundoff(self.dtype, self.device)
+        # Bound on |computed key - true key| (plus the float64 re-scoring's own rounding), per query.
+        if self.metric == "l2":
+            self.err = 4.0 * (dim + 4) * u * (self.qsq + 3.0 * gmax)
+            gmin = float(gsq.min())
+            # With (nearly) equal gallery norms, -2 q.g orders a row like |g|^2 - 2 q.g: skip the bias.
+            self.use_bias = gmax - gmin > 16.0 * (dim + 4) * u * gmax
+            self.key_offset = 0.0 if self.use_bias else gmin  # true d^2 >= key + |q|^2 + key_offset
+        elif self.metric == "cosine":
+            self.err = torch.full_like(self.qsq, 4.0 * (2 * dim + 8) * u)
+            self.use_bias, self.key_offset = False, 0.0
+        else:
+            self.err = 4.0 * (dim + 4) * u * (self.qsq + gmax)
+            self.use_bias, self.key_offset = False, 0.0
+        self.buffer = torch.empty(0, dtype=self.dtype, device=self.device)
+
+    # ---- keys ---------------------------------------------------------------------------------------------
+
+    def _gallery_block(self, g0: int, g1: int) -> tuple[Tensor, Tensor | None]:
+        if self.metric == "cosine":
+            g = _unit_rows(self.gallery[g0:g1], self.dtype, self.device)
+        else:
+            g = self.gallery[g0:g1].to(device=self.device, dtype=self.dtype)
+        bias = g.square().sum(1) if self.use_bias else None
+        return g, bias
+
+    def _query_block(self, rows: Tensor | tuple[int, int]) -> Tensor:
+        q = self.queries[rows[0] : rows[1]] if isinstance(rows, tuple) else self.queries[rows.to(self.queries.device)]
+        if self.metric == "cosine":
+            return _unit_rows(q, self.dtype, self.device).neg_()
+        q = q.to(device=self.device, dtype=self.dtype)
+        return q * -2.0 if self.metric == "l2" else -q
+
+    def _keys(self, q: Tensor, g: Tensor, bias: Tensor | None) -> Tensor:
+        n = q.shape[0] * g.shape[0]
+        if self.buffer.numel() < n:
+            self.buffer = torch.empty(n, dtype=self.dtype, device=self.device)
+        out = self.buffer[:n].view(q.shape[0], g.shape[0])
+        if bias is None:
+            return torch.mm(q, g.T, out=out)
+        return torch.addmm(bias, q, g.T, out=out)
+
+    # ---- the search ---------------------------------------------------------------------------------------
+
+    def run(self) -> tuple[Tensor, Tensor]:
+        n_q, n_g = self.queries.shape[0], self.gallery.shape[0]
+        qc, gc, p = self.knn.query_chunk, self.knn.gallery_chunk, self.p
+        pool_k = torch.empty(n_q, p, dtype=self.dtype, device=self.device)
+        pool_i = torch.empty(n_q, p, dtype=torch.long, device=self.device)
+        pool_b = torch.empty(n_q, dtype=self.dtype, device=self.device)
+        for g0 in range(0, n_g, gc):
+            g1 = min(g0 + gc, n_g)
+            g, bias = self._gallery_block(g0, g1)
+            pairs = self.plan.for_gallery(g0, g1)
+            for q0 in range(0, n_q, qc):
+                q1 = min(q0 + qc, n_q)
+                keys = self._keys(self._query_block((q0, q1)), g, bias)
+                self.plan.apply(keys, (q0, q1), g0, g1, pairs)
+                b_k, b_c, b_b = _select(keys, p)
+                b_i = torch.where(b_c >= 0, b_c + g0, b_c)
+                if g0 > 0:
+                    b_k, b_i, b_b = _merge((pool_k[q0:q1], pool_i[q0:q1], pool_b[q0:q1]), (b_k, b_i, b_b), p)
+                pool_k[q0:q1], pool_i[q0:q1], pool_b[q0:q1] = b_k, b_i, b_b
+            del g, bias
+        self.buffer = torch.empty(0, dtype=self.dtype, device=self.device)
+        out_d = torch.empty(n_q, self.k, dtype=self.out_dtype, device=self.queries.device)
+        out_i = torch.empty(n_q, self.k, dtype=torch.long, device=self.queries.device)
+        step = max(1, EXACT_ELEMENTS // max(1, p * self.queries.shape[1]))
+        for q0 in range(0, n_q, step):
+            q1 = min(q0 + step, n_q)
+            idx = torch.where(torch.isinf(pool_k[q0:q1]), -1, pool_i[q0:q1])
+            d, i = self._finish(torch.arange(q0, q1, device=self.device), idx, pool_b[q0:q1])
+            out_d[q0:q1], out_i[q0:q1] = d.to(out_d.device), i.to(out_i.device)
         return out_d, out_i
+
+    def _exact(self, rows: Tensor, idx: Tensor) -> Tensor:
+        q = self.queries[rows.to(self.queries.device)]
+        return exact_distances(q, self.gallery, idx, self.metric).to(self.out_dtype)
+
+    def _upper(self, kth: Tensor) -> Tensor:
+        """Float64 value above which no distance rounds to ``kth`` (the k-th distance, output dtype)."""
+        info = torch.finfo(self.out_dtype)
+        k64 = kth.double()
+        return k64 + 4.0 * info.eps * k64.abs() + info.smallest_normal
+
+    def _finish(self, rows: Tensor, idx: Tensor, bound: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact re-scoring and sorting of the candidates of queries ``rows``; second pass where needed."""
+        dist, idx = _sort_exact(self._exact(rows, idx), idx, self.k)
+        upper = self._upper(dist[:, -1])
+        b64 = bound.double() - self.err[rows]
+        if self.metric == "l2":
+            lower = (b64 + self.qsq[rows] + self.key_offset).clamp(min=0.0).sqrt()
+        elif self.metric == "cosine":
+            lower = b64 + 1.0
+        else:
+            lower = b64
+        settled = torch.isinf(bound) | (lower > upper)
+        if not bool(settled.all()):
+            redo = (~settled).nonzero().flatten()
+            # Keys every candidate of these rows stays under: distance <= upper, plus the key error.
+            if self.metric == "l2":
+                limit = upper[redo].square() - self.qsq[rows[redo]] - self.key_offset
+            elif self.metric == "cosine":
+                limit = upper[redo] - 1.0
+            else:
+                limit = upper[redo].clone()
+            limit += self.err[rows[redo]]
+            d2, i2 = self._rescan(rows[redo], limit)
+            dist[redo], idx[redo] = d2, i2
+        return dist, idx
+
+    def _rescan(self, rows: Tensor, limit: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact top-k of the queries ``rows``: every gallery row whose key is at most ``limit`` (float64
+        ``(r,)``) is re-scored exactly; all others are provably farther than the k-th result."""
+        n_g, gc = self.gallery.shape[0], self.knn.gallery_chunk
+        best_d = torch.full((rows.numel(), self.k), math.inf, dtype=self.out_dtype, device=self.device)
+        best_i = torch.full((rows.numel(), self.k), -1, dtype=torch.long, device=self.device)
+        step = max(1, self.knn.query_chunk)
+        for g0 in range(0, n_g, gc):
+            g1 = min(g0 + gc, n_g)
+            g, bias = self._gallery_block(g0, g1)
+            pairs = self.plan.for_gallery(g0, g1)
+            for s in range(0, rows.numel(), step):
+                sub = rows[s : s + step]
+                keys = self._keys(self._query_block(sub), g, bias)
+                self.plan.apply(keys, sub, g0, g1, pairs)
+                near = keys <= _round_up(limit[s : s + step], self.dtype)[:, None]
+                width = int(near.sum(1).max())
+                if width == 0:
+                    continue
+                _, cols = keys.masked_fill_(~near, math.inf).topk(width, dim=1, largest=False, sorted=False)
+                cand = torch.where(near.gather(1, cols), cols + g0, -1)
+                cd = self._exact(sub, cand)
+                merged_d = torch.cat([best_d[s : s + step], cd], 1)
+                merged_i = torch.cat([best_i[s : s + step], cand], 1)
+                best_d[s : s + step], best_i[s : s + step] = _sort_exact(merged_d, merged_i, self.k)
+        self.buffer = torch.empty(0, dtype=self.dtype, device=self.device)
+        return best_d, best_i
 
 
 def _check_k(k: int) -> None:

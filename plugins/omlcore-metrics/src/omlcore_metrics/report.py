@@ -196,10 +196,11 @@ def _missed_ground_truths(
         return []
     if data.embeddings is None:
         return [(g, math.nan) for g in rows]
-    from omlcore_metrics.knn import pair_distances
+    from omlcore_metrics.knn import exact_pair_distances
 
     emb = data.embeddings
-    dist = pair_distances(emb[q_row : q_row + 1], emb[rows], data.distance)[0].tolist()
+    # the same float64 formula as the retrieved rows' distances (TorchKnn and the faiss backends)
+    dist = exact_pair_distances(emb[q_row : q_row + 1], emb[rows], data.distance)[0].tolist()
     return sorted(zip(rows, dist, strict=True), key=lambda t: (t[1], t[0]))
 
 
