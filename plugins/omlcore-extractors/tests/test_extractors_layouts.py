@@ -243,6 +243,7 @@ def test_full_clip_model_file_loads_its_image_tower_only(tmp_path: Path) -> None
         torch.testing.assert_close(model(x), clip_reference(visual, x, 12, 12, 32), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_openai_torchscript_archive_is_read_only_when_allowed(tmp_path: Path) -> None:
     """OpenAI ships TorchScript archives; from a path they are refused, with allow_torchscript (the zoo, after
     verifying the checksum) their tensors are read without running their code."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -177,7 +178,9 @@ def read_state_dict(path: str | os.PathLike[str], *, allow_torchscript: bool = F
                 "torch.save(torch.jit.load(path).state_dict(), 'weights.pth')."
             )
         try:
-            scripted: Any = torch.jit.load(str(p), map_location="cpu")  # type: ignore[no-untyped-call,unused-ignore]
+            with warnings.catch_warnings():  # torch >= 2.9 marks TorchScript deprecated; these files still are it
+                warnings.simplefilter("ignore", FutureWarning)
+                scripted: Any = torch.jit.load(str(p), map_location="cpu")  # type: ignore[no-untyped-call,unused-ignore]
         except Exception as exc:
             raise WeightsError(f"Cannot read the TorchScript archive {str(p)!r}: {exc}") from exc
         return {k: v for k, v in scripted.state_dict().items() if isinstance(v, torch.Tensor)}
