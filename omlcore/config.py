@@ -28,8 +28,11 @@ from omlcore.schemas import PIPELINES, ComponentSpec, iter_slots
 __all__ = [
     "apply_overrides",
     "component_spec_from_text",
+    "cross_field_issues",
     "load_config",
     "parse_config",
+    "pipeline_model",
+    "pipeline_names",
     "plugin_issues",
     "read_yaml",
 ]
@@ -141,24 +144,87 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
     return out
 
 
-def parse_config(data: Mapping[str, Any]) -> BaseModel:
-    """Phase 1: the pipeline model for ``data`` (chosen by its ``pipeline`` key). Imports no plugin."""
+def _plugin_pipelines() -> dict[str, Any]:
+    """Installed plugin pipelines (group ``omlcore.pipelines``): name → entry (metadata only; nothing
+    imported). A pipeline offered by two distributions is a conflict; the core's names cannot be replaced."""
+    from omlcore.registry import PIPELINE_GROUP, get_registry
+
+    out: dict[str, Any] = {}
+    for name, offered in get_registry().pipelines().items():
+        if name in PIPELINES:
+            continue
+        if len(offered) > 1:
+            from omlcore.errors import PluginConflictError
+
+            raise PluginConflictError("pipeline", PIPELINE_GROUP, name, [e.origin for e in offered])
+        out[name] = offered[0]
+    return out
+
+
+def pipeline_names() -> list[str]:
+    """Every pipeline a config may name: the core's, then the installed plugins' (sorted)."""
+    return [*PIPELINES, *sorted(_plugin_pipelines())]
+
+
+def pipeline_model(name: str) -> tuple[type[BaseModel], str | None]:
+    """The config model of pipeline ``name`` and the distribution providing it (``None``: the core).
+
+    Raises :class:`ConfigValidationError` (path ``pipeline``) for an unknown name, and
+    :class:`~omlcore.errors.PluginLoadError` when the plugin's model cannot be imported.
+    """
+    if name in PIPELINES:
+        return PIPELINES[name], None
+    plugins = _plugin_pipelines()
+    if name not in plugins:
+        import difflib
+
+        names = pipeline_names()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigValidationError(
+            [ConfigIssue("pipeline", f"is {name!r}; it must be one of: {', '.join(names)}{hint}")]
+        )
+    entry = plugins[name]
+    try:
+        model = entry.load()
+    except Exception as exc:
+        from omlcore.errors import PluginLoadError
+
+        raise PluginLoadError("pipeline", name, entry.value, entry.origin, exc) from exc
+    if not (isinstance(model, type) and issubclass(model, BaseModel) and "pipeline" in model.model_fields):
+        raise ConfigError(
+            f"pipeline {name!r} from {entry.origin} is not a config model: {entry.value} must be a pydantic "
+            "model with a 'pipeline' field"
+        )
+    return model, entry.distribution
+
+
+def parse_config(data: Mapping[str, Any], *, cross_field: bool = True) -> BaseModel:
+    """Phase 1: the pipeline model for ``data`` (chosen by its ``pipeline`` key). Imports no plugin, except
+    the model of a pipeline that a plugin adds (group ``omlcore.pipelines``)."""
     pipeline = data.get("pipeline")
-    if pipeline not in PIPELINES:
-        choices = ", ".join(PIPELINES)
+    if not isinstance(pipeline, str):
         got = "is missing" if pipeline is None else f"is {pipeline!r}"
-        raise ConfigValidationError([ConfigIssue("pipeline", f"{got}; it must be one of: {choices}")])
-    model = PIPELINES[pipeline]
+        raise ConfigValidationError(
+            [ConfigIssue("pipeline", f"{got}; it must be one of: {', '.join(pipeline_names())}")]
+        )
+    model, _ = pipeline_model(pipeline)
     try:
         config = model.model_validate(dict(data))
     except ValidationError as exc:
         from omlcore.registry import issues_from_validation
 
         raise ConfigValidationError(issues_from_validation(exc, "", data)) from None
-    issues = config.cross_field_issues()
+    issues = cross_field_issues(config) if cross_field else []
     if issues:
         raise ConfigValidationError(issues)
     return config
+
+
+def cross_field_issues(config: BaseModel) -> list[ConfigIssue]:
+    """The problems of a structurally valid config that involve several keys (its ``cross_field_issues()``)."""
+    check = getattr(config, "cross_field_issues", None)
+    return list(check()) if callable(check) else []
 
 
 def plugin_issues(config: BaseModel, registry: Any = None, plugin_manager: Any = None) -> list[ConfigIssue]:
@@ -192,13 +258,15 @@ def load_config(
     data = dict(source) if isinstance(source, Mapping) else read_yaml(source)
     data = apply_overrides(data, overrides)
     try:
-        config = parse_config(data)
+        config = parse_config(data, cross_field=False)
     except ConfigValidationError as exc:
         raise ConfigValidationError(exc.issues, source=name) from None
+    # The structure is valid, so the cross-field checks and every plugin's checks can run: report them together.
+    issues = cross_field_issues(config)
     if check_plugins:
-        issues = plugin_issues(config, registry=registry)
-        if issues:
-            raise ConfigValidationError(issues, source=name)
+        issues += plugin_issues(config, registry=registry)
+    if issues:
+        raise ConfigValidationError(issues, source=name)
     return config
 
 

@@ -45,6 +45,7 @@ from omlcore.schemas import ComponentSpec
 __all__ = [
     "EXTRA_HINTS",
     "KINDS",
+    "PIPELINE_GROUP",
     "CheckResult",
     "Kind",
     "PluginEntry",
@@ -246,9 +247,14 @@ EntrySource = Callable[[str], Iterable[PluginEntry]]
 """Given an entry-point group, the entries installed for it (metadata only, nothing imported)."""
 
 
+PIPELINE_GROUP = "omlcore.pipelines"
+"""Entry-point group through which plugins add pipelines (config models; see :mod:`omlcore.config`). Its
+entries carry the kind ``"pipeline"``, which is not a component kind of :data:`KINDS`."""
+
+
 def entry_point_source(group: str) -> list[PluginEntry]:
     """The default :data:`EntrySource`: installed distributions' entry points."""
-    kind = kind_of(group).name
+    kind = "pipeline" if group == PIPELINE_GROUP else kind_of(group).name
     out = []
     for ep in metadata.entry_points(group=group):
         dist = getattr(ep, "dist", None)
@@ -527,6 +533,15 @@ class Registry:
         for name, obj in self._registered.get(k.name, {}).items():
             merged[name] = [PluginEntry(k.name, name, "<registered>", None, None, _returns(obj))]
         return dict(sorted(merged.items()))
+
+    def pipelines(self) -> dict[str, list[PluginEntry]]:
+        """Pipelines added by plugins (group ``omlcore.pipelines``): name → entries offering it. No import."""
+        found: dict[str, list[PluginEntry]] = {}
+        for entry in self._source(PIPELINE_GROUP):
+            if entry.distribution and normalize_dist(entry.distribution) in self.disabled:
+                continue
+            found.setdefault(entry.name, []).append(entry)
+        return dict(sorted(found.items()))
 
     def refresh(self) -> None:
         """Forget cached entry-point listings and loaded objects (after installing a package)."""

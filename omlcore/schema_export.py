@@ -105,14 +105,24 @@ def _retarget(node: Any, kinds: set[str], kind: str | None = None) -> Any:
 def build_schemas(
     registry: Registry | None = None, distributions: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """File name → schema for every pipeline (``train.schema.json``...).
+    """File name → schema for every pipeline (``train.schema.json``...), plugins' pipelines included.
 
-    ``distributions`` limits the plugins included to those distributions (default: all installed).
+    ``distributions`` limits the plugins included (their components and pipelines) to those
+    distributions (default: all installed).
     """
     reg = registry or get_registry()
     only = None if distributions is None else frozenset(normalize_dist(d) for d in distributions)
     out = {}
-    for pipeline, model in PIPELINES.items():
+    from omlcore.config import pipeline_model, pipeline_names
+
+    for pipeline in pipeline_names():
+        model, provider = pipeline_model(pipeline)
+        if (
+            pipeline not in PIPELINES
+            and only is not None
+            and (provider is None or normalize_dist(provider) not in only)
+        ):
+            continue
         schema = model.model_json_schema(by_alias=True)
         defs: dict[str, Any] = schema.pop("$defs", {})
         kinds: set[str] = set()

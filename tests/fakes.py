@@ -80,3 +80,31 @@ class ToyExtractor:
 
 class Tensorish:
     """A type that no config value can be (like ``torch.Tensor``)."""
+
+
+def _toy_pipeline_model() -> Any:
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict
+
+    from omlcore.errors import ConfigIssue
+    from omlcore.schemas import ComponentSpec, Slot
+
+    class ToyPipelineConfig(BaseModel):
+        """``pipeline: toy_distill``: a pipeline added by a plugin."""
+
+        model_config = ConfigDict(extra="forbid")
+        pipeline: Literal["toy_distill"]
+        teacher: ComponentSpec = Slot("extractor")
+        student: ComponentSpec = Slot("extractor")
+        temperature: float = 1.0
+
+        def cross_field_issues(self) -> list[ConfigIssue]:
+            if self.teacher == self.student:
+                return [ConfigIssue("student", "must differ from the teacher")]
+            return []
+
+    return ToyPipelineConfig
+
+
+ToyPipelineConfig = _toy_pipeline_model()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fakes import MarginLoss, Optim, PairMiner, ToyExtractor
+from fakes import MarginLoss, Optim, PairMiner, ToyExtractor, ToyPipelineConfig
 
 from omlcore import hookimpl
 from omlcore.config import apply_overrides, load_config, parse_config, plugin_issues, read_yaml
@@ -239,3 +239,67 @@ def test_component_spec_from_text(plugins: PluginSandbox, tmp_path: Path) -> Non
         component_spec_from_text("[1, 2]", "loss", option="--loss")
     with pytest.raises(ConfigError, match="does not exist"):
         component_spec_from_text(str(tmp_path / "missing.yaml"), "loss")
+
+
+# ---- pipelines added by plugins ---------------------------------------------------------------------
+@pytest.fixture
+def toy_pipeline(plugins: PluginSandbox) -> PluginSandbox:
+    plugins.add_pipeline("toy_distill", ToyPipelineConfig, distribution="omlcore-distill")
+    plugins.add_pipeline("toy_broken", error=ImportError("no module named distill_v2"))
+    plugins.add_pipeline("train", ToyPipelineConfig)  # cannot shadow the core's
+    return plugins
+
+
+@pytest.mark.usefixtures("toy_pipeline")
+def test_plugin_pipeline_is_parsed_and_checked_in_both_phases() -> None:
+    from omlcore.config import pipeline_model, pipeline_names
+
+    assert pipeline_names() == ["train", "validate", "predict", "toy_broken", "toy_distill"]
+    assert pipeline_model("train")[0] is TrainConfig
+    data = {"pipeline": "toy_distill", "teacher": {"name": "toy_extractor"}, "student": {"name": "toy_extractr"}}
+    config = parse_config(data)
+    assert [p for p, _, _ in iter_slots(config)] == ["teacher", "student"]
+    issues = [str(i) for i in plugin_issues(config)]
+    assert len(issues) == 1
+    assert issues[0].startswith("student.name: No extractor named 'toy_extractr'")
+    with pytest.raises(ConfigValidationError, match="student: must differ from the teacher"):
+        parse_config({**data, "student": {"name": "toy_extractor"}})
+    with pytest.raises(ConfigValidationError, match="temperatur: extra inputs are not permitted"):
+        parse_config({**data, "temperatur": 2})
+
+
+@pytest.mark.usefixtures("toy_pipeline")
+def test_unknown_or_broken_plugin_pipeline() -> None:
+    from omlcore.errors import PluginLoadError
+
+    with pytest.raises(
+        ConfigValidationError, match=r"is 'toy_distil'; it must be one of: .*did you mean 'toy_distill'"
+    ):
+        parse_config({"pipeline": "toy_distil"})
+    with pytest.raises(PluginLoadError, match="pipeline 'toy_broken'"):
+        parse_config({"pipeline": "toy_broken"})
+
+
+def test_schema_export_includes_plugin_pipelines(plugins: PluginSandbox) -> None:
+    from omlcore.schema_export import build_schemas
+
+    plugins.add_pipeline("toy_distill", ToyPipelineConfig, distribution="omlcore-distill")
+    schemas = build_schemas()
+    assert sorted(schemas) == [
+        "predict.schema.json",
+        "toy_distill.schema.json",
+        "train.schema.json",
+        "validate.schema.json",
+    ]
+    assert schemas["toy_distill.schema.json"]["properties"]["teacher"]["$ref"] == "#/$defs/extractor"
+    assert "toy_distill.schema.json" in build_schemas(distributions=["omlcore-distill"])
+    assert "toy_distill.schema.json" not in build_schemas(distributions=["omlcore-images"])
+
+
+def test_conflicting_plugin_pipelines(plugins: PluginSandbox) -> None:
+    from omlcore.errors import PluginConflictError
+
+    plugins.add_pipeline("toy_distill", ToyPipelineConfig, distribution="omlcore-distill")
+    plugins.add_pipeline("toy_distill", ToyPipelineConfig, distribution="other-distill")
+    with pytest.raises(PluginConflictError, match="omlcore-distill 0.0.0.*other-distill 0.0.0"):
+        parse_config({"pipeline": "toy_distill"})

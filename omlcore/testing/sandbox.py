@@ -8,7 +8,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from omlcore.plugins import HookPluginEntry, PluginManager, make_plugin_manager, use_plugin_manager
-from omlcore.registry import PluginEntry, Registry, kind_of, use_registry
+from omlcore.registry import PIPELINE_GROUP, PluginEntry, Registry, kind_of, use_registry
 
 __all__ = ["PluginSandbox"]
 
@@ -33,10 +33,13 @@ class PluginSandbox:
     def __init__(self) -> None:
         self._entries: list[PluginEntry] = []
         self._hooks: list[HookPluginEntry] = []
+        self._pipelines: list[PluginEntry] = []
         self.registry = Registry(source=self._source, disabled=())
         self._pm: PluginManager | None = None
 
     def _source(self, group: str) -> list[PluginEntry]:
+        if group == PIPELINE_GROUP:
+            return list(self._pipelines)
         return [e for e in self._entries if kind_of(e.kind).group == group]
 
     def add(
@@ -55,6 +58,22 @@ class PluginSandbox:
         entry = PluginEntry(kind_of(kind).name, name, value or f"<fake {name}>", distribution, version, loader)
         self._entries.append(entry)
         self.registry.refresh()
+        return entry
+
+    def add_pipeline(
+        self,
+        name: str,
+        model: Any = None,
+        *,
+        value: str | None = None,
+        distribution: str | None = "fake-plugin",
+        version: str | None = "0.0.0",
+        error: BaseException | None = None,
+    ) -> PluginEntry:
+        """Declare a fake ``omlcore.pipelines`` entry point: ``pipeline: name`` configs use ``model``."""
+        loader = _loader(model, value, error)
+        entry = PluginEntry("pipeline", name, value or f"<fake {name}>", distribution, version, loader)
+        self._pipelines.append(entry)
         return entry
 
     def add_hook_plugin(

@@ -26,77 +26,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from omlcore.errors import ComponentBuildError, ConfigError, ConfigIssue, ConfigValidationError
-from omlcore.schemas import (
-    CheckpointSection,
-    ComponentSpec,
-    MetricsSection,
-    RunSection,
-    SchedulingSection,
-    TrainDataSection,
-    TrainerSection,
-)
+from omlcore.schemas import ComponentSpec
+from omlcore_reranking.config import PIPELINE, EmbeddingsCacheSection, TrainPostprocessorConfig
 
 __all__ = ["EmbeddingsCacheSection", "PostprocessorRunResult", "TrainPostprocessorConfig", "train_postprocessor"]
-
-PIPELINE = "train_postprocessor"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class EmbeddingsCacheSection(_Strict):
-    """Where the frozen extractor's embeddings are cached, and how they are computed."""
-
-    folder: Path = Field(Path("embeddings_cache"), description="Folder of train.pt and validation.pt.")
-    refresh: bool = Field(False, description="Recompute (and overwrite) the cache instead of reading it.")
-    batch_size: PositiveInt = Field(128, description="Batch size of the extractor's inference.")
-
-
-class TrainPostprocessorConfig(_Strict):
-    """``pipeline: train_postprocessor``: train a pairwise model that re-ranks a frozen extractor's top-k."""
-
-    pipeline: Literal["train_postprocessor"]
-    seed: int = Field(42, description="Seeds python, numpy and torch (and data-loader workers).")
-    run: RunSection = Field(default_factory=RunSection)
-    trainer: TrainerSection
-    data: TrainDataSection
-    embeddings_cache: EmbeddingsCacheSection = Field(default_factory=EmbeddingsCacheSection)
-    extractor: ComponentSpec = Field(description="The frozen extractor whose top-k is re-ranked.")
-    transforms_extraction: ComponentSpec | None = Field(None, description="Preprocessing for the extractor.")
-    transforms_train: ComponentSpec | None = Field(None, description="Pairwise model's training images.")
-    transforms_val: ComponentSpec | None = Field(None, description="Pairwise model's validation images.")
-    sampler: ComponentSpec | None = Field(None, description="Batch sampler; null: shuffled batch_size_train.")
-    pair_miner: ComponentSpec = Field(
-        default_factory=lambda: ComponentSpec(name="pairs", args={"hard_mining": True}),
-        description="Picks the training pairs by the cached embeddings.",
-    )
-    pairwise_model: ComponentSpec = Field(description="The model trained (e.g. concat_siamese).")
-    optimizer: ComponentSpec
-    scheduling: SchedulingSection | None = None
-    postprocessor: ComponentSpec = Field(
-        description="The re-ranker validated, without its pairwise_model (the model being trained is passed)."
-    )
-    metrics: MetricsSection = Field(default_factory=MetricsSection)
-    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
-
-
-_SLOTS: tuple[tuple[str, str], ...] = (
-    ("extractor", "extractor"),
-    ("transforms_extraction", "transform"),
-    ("transforms_train", "transform"),
-    ("transforms_val", "transform"),
-    ("sampler", "sampler"),
-    ("pair_miner", "pair_miner"),
-    ("pairwise_model", "pairwise_model"),
-    ("optimizer", "optimizer"),
-)
 
 
 @dataclass
@@ -118,37 +56,21 @@ def load_train_postprocessor_config(
 ) -> TrainPostprocessorConfig:
     """Read (YAML path or mapping), apply ``overrides`` and check a config in both phases; raises
     :class:`~omlcore.errors.ConfigValidationError` listing every problem."""
-    from omlcore.config import apply_overrides, read_yaml
-    from omlcore.registry import get_registry, issues_from_validation
+    from omlcore.config import apply_overrides, cross_field_issues, parse_config, plugin_issues, read_yaml
 
     name = None if isinstance(source, Mapping) else str(source)
-    data = dict(source) if isinstance(source, Mapping) else read_yaml(Path(source))
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(dict(source) if isinstance(source, Mapping) else read_yaml(Path(source)), overrides)
     if data.get("pipeline") != PIPELINE:
         got = "is missing" if "pipeline" not in data else f"is {data['pipeline']!r}"
         raise ConfigValidationError([ConfigIssue("pipeline", f"{got}; this command runs 'pipeline: {PIPELINE}'")], name)
     try:
-        cfg = TrainPostprocessorConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigValidationError(issues_from_validation(exc, "", data), name) from None
-    registry = get_registry()
-    issues: list[ConfigIssue] = []
-    for path, kind in _SLOTS:
-        spec = getattr(cfg, path)
-        if spec is not None:
-            issues += registry.validate(kind, spec, path)
-    if cfg.scheduling is not None:
-        issues += registry.validate("scheduler", cfg.scheduling.scheduler, "scheduling.scheduler")
-    issues += _postprocessor_issues(cfg.postprocessor)
-    if cfg.sampler is None and cfg.data.batch_size_train is None:
-        issues.append(ConfigIssue("data.batch_size_train", "is required when no sampler is set (sampler: null)"))
-    if cfg.sampler is not None and cfg.data.batch_size_train is not None:
-        issues.append(
-            ConfigIssue("data.batch_size_train", f"is not used with a sampler ({cfg.sampler.name!r}); remove it")
-        )
-    devices = cfg.trainer.devices
-    many = (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1)
-    if many or (devices == "auto" and torch.cuda.device_count() > 1):
+        cfg = parse_config(data, cross_field=False)
+    except ConfigValidationError as exc:
+        raise ConfigValidationError(exc.issues, name) from None
+    assert isinstance(cfg, TrainPostprocessorConfig)
+    # Everything at once: cross-field checks, every component slot, the postprocessor built with a placeholder.
+    issues = [*cross_field_issues(cfg), *plugin_issues(cfg), *_postprocessor_issues(cfg.postprocessor)]
+    if cfg.trainer.devices == "auto" and torch.cuda.device_count() > 1:
         issues.append(ConfigIssue("trainer.devices", "train_postprocessor runs on one device; set devices: 1"))
     if issues:
         raise ConfigValidationError(issues, name)
