@@ -13,8 +13,10 @@ margin 0.2, two configurations:
 Every (library, config, B) measurement runs in its own fresh subprocess: omlcore's with this interpreter
 (``--worker``), OML's and PML's with the peer venv's python (``peer_runner.py``; build the venv with
 ``setup_peer_venv.sh``). Time = median of the per-step samples (forward incl. mining + backward) after
-warm-up; peak memory = in a separate fresh subprocess, ``ru_maxrss`` after one step minus the RSS after
-imports, data creation and building the loss. A watchdog kills a subprocess whose RSS passes
+warm-up; peak memory = in separate fresh subprocesses, ``ru_maxrss`` after one step minus the RSS after
+imports, data creation and building the loss; the median over ``--mem-repeat`` such processes (the
+first step's figure includes one-off costs, kernel code paged in and allocator growth, that vary by a
+few hundred KB from one process to the next). A watchdog kills a subprocess whose RSS passes
 ``--mem-limit-gb`` or that runs past ``--timeout`` and the row reports that instead of a figure. The loss
 values of omlcore and OML are compared on the same inputs. Rows where omlcore is slower than the fastest
 peer get a torch.profiler summary of omlcore's step.
@@ -22,7 +24,7 @@ peer get a torch.profiler summary of omlcore's step.
 Usage (from the repository root, omlcore-losses and omlcore-miners installed in .venv)::
 
     benchmarks/setup_peer_venv.sh
-    .venv/bin/python benchmarks/losses/bench_triplet.py [--sizes 128 512 1024] [--json out.json]
+    .venv/bin/python benchmarks/losses/bench_triplet.py [--sizes 128 512 1024] [--mem-repeat 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -119,6 +122,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--repeat", type=int, default=15, help="timed steps per measurement (at most)")
     parser.add_argument("--budget", type=float, default=15.0, help="seconds of timed steps per measurement")
+    parser.add_argument("--mem-repeat", type=int, default=3, help="fresh processes per memory figure (median)")
     parser.add_argument("--mem-limit-gb", type=float, default=10.0, help="kill a worker whose RSS passes this")
     parser.add_argument("--timeout", type=float, default=300.0, help="kill a worker running longer than this")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling the rows omlcore loses")
@@ -143,9 +147,15 @@ def main() -> None:
                 row["median_ms"] = timing.get("median_ms")
                 row["n_samples"] = len(timing.get("ms", []))
                 row["error"] = timing.get("error")
-                memory = run_worker(library, "mem", peer_config, batch_size, args) if not row["error"] else {}
-                row["peak_mb"] = memory.get("peak_mb")
-                row["error"] = row["error"] or memory.get("error")
+                peaks: list[float] = []
+                for _ in range(max(1, args.mem_repeat) if not row["error"] else 0):
+                    memory = run_worker(library, "mem", peer_config, batch_size, args)
+                    if memory.get("error"):
+                        row["error"] = memory["error"]
+                        break
+                    peaks.append(memory["peak_mb"])
+                row["peak_mb_samples"] = peaks
+                row["peak_mb"] = statistics.median(peaks) if peaks and not row["error"] else None
                 if library in ("omlcore", "oml"):
                     value = run_worker(library, "value", peer_config, batch_size, args) if not row["error"] else {}
                     row["loss"] = value.get("loss")
