@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +81,8 @@ def clearml_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "CLEARML_API_SECRET_KEY",
         "CLEARML_AUTH_TOKEN",
         "CLEARML_API_HOST",
+        "CLEARML_PROC_MASTER_ID",  # set by ClearML in this process; a child inheriting it gets no task
+        "TRAINS_PROC_MASTER_ID",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -182,6 +186,15 @@ def test_a_running_task_is_reused_and_left_open(tmp_path: Path) -> None:
         assert "extra" in task.get_tags()
     finally:
         task.close()
+
+
+def test_a_child_of_a_clearml_process_fails_instead_of_logging_nowhere(tmp_path: Path) -> None:
+    code = "from omlcore_clearml import ClearMLLogger; ClearMLLogger(offline=True)"
+    env = {**os.environ, "CLEARML_PROC_MASTER_ID": "1:", "TRAINS_PROC_MASTER_ID": "1:"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 1
+    assert "LoggerSetupError: The clearml logger got no task" in out.stderr
+    assert "Unset CLEARML_PROC_MASTER_ID" in out.stderr
 
 
 def test_online_without_credentials_fails_before_training() -> None:

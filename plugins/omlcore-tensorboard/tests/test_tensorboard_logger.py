@@ -99,8 +99,6 @@ def test_direct_api_reads_back(tmp_path: Path) -> None:
     assert "| trainer/max_epochs | 2 |" in text(folder, "params")
     assert text(folder, "tags") == "baseline, cpu"
     assert text(folder, "status") == "success"
-    best = (folder / "artifacts" / "best.ckpt").read_bytes()
-    assert best == (run.run_dir / "checkpoints" / "best.ckpt").read_bytes()
     images = accumulator(folder).Images("worst_queries/OVERALL/cmc/1")
     assert [(i.step, i.width, i.height) for i in images] == [(1, 100, 75)]  # 2 x 1.5 inches at 50 dpi
     assert (folder / "artifacts" / "config.yaml").read_text() == config.read_text()
@@ -188,6 +186,8 @@ def test_omlcore_train_logs_to_tensorboard(tmp_path: Path) -> None:
     assert (folder / "artifacts" / "config.yaml").read_text() == (run.run_dir / "config.yaml").read_text()
     assert (folder / "artifacts" / "df.csv").read_text() == (tmp_path / "mock" / "df.csv").read_text()
     assert text(folder, "status") == "success"
+    best = (folder / "artifacts" / "best.ckpt").read_bytes()
+    assert best == (run.run_dir / "checkpoints" / "best.ckpt").read_bytes()
 
 
 @pytest.mark.integration

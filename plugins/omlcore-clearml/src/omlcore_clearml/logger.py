@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from omlcore_loggers_base import (
     BaseLogger,
+    LoggerSetupError,
     MissingCredentialsError,
     ParamValue,
     check_reachable,
@@ -118,6 +119,14 @@ class ClearMLLogger(BaseLogger):
             auto_connect_arg_parser=False,
             auto_connect_streams=False,
         )
+        if not isinstance(self._task, Task):
+            master = first_env(["CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID"])
+            raise LoggerSetupError(
+                f"The clearml logger got no task: ClearML takes this process for a subprocess of another one "
+                f"(CLEARML_PROC_MASTER_ID={master!r}, inherited from the process that started this one) and hands "
+                f"out a placeholder that records nothing. Unset CLEARML_PROC_MASTER_ID and TRAINS_PROC_MASTER_ID "
+                f"before starting the run."
+            )
 
     def _check_online(self) -> None:
         if not has_credentials():
