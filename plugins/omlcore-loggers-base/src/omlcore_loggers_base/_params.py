@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ParamValue", "flatten_params", "param_text"]
+__all__ = ["ParamValue", "flatten_params"]
 
 ParamValue = str | int | float | bool | None
 """What a flattened parameter holds: a scalar, or ``None`` for a null config value."""
@@ -89,8 +89,3 @@ def flatten_params(config: Any, sep: str = SEPARATOR, prefix: str = "") -> dict[
                 scalar = str(scalar)  # nan / inf: not JSON, and some backends refuse them as params
             out[name] = scalar
     return out
-
-
-def param_text(value: ParamValue) -> str:
-    """How a parameter is written where only text is stored (``None`` → ``"None"``, ``True`` → ``"True"``)."""
-    return str(value)
