@@ -7,7 +7,7 @@ The catalogue with examples is in ``docs/errors.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -62,6 +62,7 @@ class PluginNotFoundError(PluginError, LookupError):
         installed: Sequence[str],
         suggestions: Sequence[str] = (),
         extra: str | None = None,
+        not_installed: Mapping[str, str] | None = None,
     ) -> None:
         self.kind = kind
         self.group = group
@@ -69,6 +70,8 @@ class PluginNotFoundError(PluginError, LookupError):
         self.installed = list(installed)
         self.suggestions = list(suggestions)
         self.extra = extra
+        self.not_installed = dict(not_installed or {})
+        """First-party names of this kind that are not installed → the omlcore extra providing each."""
         parts = [f"No {kind} named {name!r} is installed (entry-point group {group!r})."]
         if self.suggestions:
             parts.append(f"Did you mean {' or '.join(repr(s) for s in self.suggestions)}?")
@@ -79,6 +82,15 @@ class PluginNotFoundError(PluginError, LookupError):
         if extra:
             parts.append(f'It is provided by an omlcore extra: pip install "omlcore[{extra}]".')
         else:
+            if self.not_installed:
+                by_extra: dict[str, list[str]] = {}
+                for n, x in sorted(self.not_installed.items()):
+                    by_extra.setdefault(x, []).append(n)
+                offers = "; ".join(
+                    f"omlcore[{x}]: {', '.join(ns[:6])}{f' and {len(ns) - 6} more' if len(ns) > 6 else ''}"
+                    for x, ns in sorted(by_extra.items())
+                )
+                parts.append(f"Other {kind} names come with omlcore extras ({offers}).")
             parts.append(
                 f"If it comes from your own package, declare it under "
                 f'[project.entry-points."{group}"] and reinstall that package.'

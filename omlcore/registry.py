@@ -91,7 +91,13 @@ KINDS: dict[str, Kind] = {
         Kind("pair_miner", "omlcore.pair_miners", protocols.PairMiner, "pair miners (re-ranking training)"),
         Kind("loss", "omlcore.losses", protocols.Loss, "training losses"),
         Kind("metric", "omlcore.metrics", protocols.RetrievalMetric, "retrieval metrics"),
-        Kind("logger", "omlcore.loggers", protocols.ExperimentLogger, "experiment loggers"),
+        Kind(
+            "logger",
+            "omlcore.loggers",
+            protocols.ExperimentLogger,
+            "experiment loggers",
+            runtime_args=("run_dir", "tags"),
+        ),
         Kind("transform", "omlcore.transforms", protocols.Transform, "preprocessing", factory=True),
         Kind(
             "postprocessor",
@@ -569,6 +575,7 @@ class Registry:
                 installed=names,
                 suggestions=difflib.get_close_matches(name, names, n=3, cutoff=0.6),
                 extra=EXTRA_HINTS.get((k.name, name)),
+                not_installed={n: x for (kn, n), x in EXTRA_HINTS.items() if kn == k.name and n not in entries},
             )
         if len(offered) > 1:
             raise PluginConflictError(k.name, k.group, name, [f"{e.origin} ({e.value})" for e in offered])

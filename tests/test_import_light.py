@@ -54,8 +54,14 @@ def imported_after(code: str) -> set[str]:
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(["plugins", "list"]) == 0
         """,
+        # every installed logger plugin's module: the SDK is imported only when a logger is built
+        """
+        from importlib.metadata import entry_points
+        for ep in entry_points(group="omlcore.loggers"):
+            ep.load()
+        """,
     ],
-    ids=["import", "available", "modules", "testing", "help", "plugins-list"],
+    ids=["import", "available", "modules", "testing", "help", "plugins-list", "logger-plugins"],
 )
 def test_no_heavy_imports(code: str) -> None:
     heavy = imported_after(code) & set(HEAVY)

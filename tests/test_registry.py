@@ -154,6 +154,24 @@ def test_not_found_gives_install_hint_for_known_first_party_name(omlcore_sandbox
         omlcore.resolve("optimizer", "adamw")
 
 
+def test_unknown_name_lists_the_first_party_names_other_extras_add(omlcore_sandbox: PluginSandbox) -> None:
+    omlcore_sandbox.add("logger", "tensorboard", object, distribution="omlcore-tensorboard")
+    with pytest.raises(PluginNotFoundError) as info:
+        omlcore.resolve("logger", "mlflw")
+    msg = str(info.value)
+    assert "Installed logger names: tensorboard." in msg
+    assert "omlcore[mlflow]: mlflow" in msg
+    assert "omlcore[clearml]: clearml" in msg
+    assert "omlcore[tensorboard]" not in msg  # installed already
+    assert info.value.not_installed == {n: n for n in ("clearml", "mlflow", "neptune", "wandb")}
+    with pytest.raises(PluginNotFoundError) as many:
+        omlcore.resolve("loss", "my_focal")
+    assert (
+        "omlcore[pml]: pml_angular, pml_arcface, pml_circle, pml_contrastive, pml_cosface, pml_cross_batch_memory and"
+        in str(many.value)
+    )
+
+
 def test_load_error_chains_the_cause(sandbox: PluginSandbox) -> None:
     sandbox.add("loss", "broken", error=ModuleNotFoundError("No module named 'scipy'"), distribution="acme-losses")
     with pytest.raises(PluginLoadError) as info:
