@@ -51,7 +51,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def run() -> int:
         from omlcore_lightning.pipelines import train
+        from omlcore_lightning.run import RunFolder
 
+        if args.resume is not None:
+            RunFolder(args.resume).checkpoint_to_resume()  # a clear message before reading its config
         result = train(config, overrides, resume=args.resume)
         return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
 

@@ -457,10 +457,15 @@ def _trainer(
     callbacks: list[Callback],
     loggers: list[Any],
     root: Path,
+    verbose: bool,
     find_unused_parameters: bool = False,
     **kwargs: Any,
 ) -> pl.Trainer:
     extra = dict(hw.extra_args)
+    extra.setdefault("enable_progress_bar", verbose)
+    extra.setdefault("enable_model_summary", verbose)
+    if not extra["enable_progress_bar"]:
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     if "strategy" not in extra and _n_devices(hw) > 1:
         from lightning.pytorch.strategies import DDPStrategy
 
@@ -486,11 +491,17 @@ def _run_folder_for(run: Any, resume: Path | None) -> RunFolder:
         folder = RunFolder(resume)
         folder.checkpoint_to_resume()
         return folder
-    chosen = os.environ.get(RUN_DIR_ENV)
-    if chosen and not env_rank_is_zero():
-        return RunFolder(chosen)
-    folder = RunFolder.create(run.logs_root, run.logs_folder, run.postfix)
-    return folder
+    if not env_rank_is_zero():  # a process launched for DDP: the first process made the folder
+        chosen = os.environ.get(RUN_DIR_ENV)
+        if chosen:
+            return RunFolder(chosen)
+        if run.logs_folder is not None:
+            return RunFolder(Path(run.logs_root) / run.logs_folder)
+        raise ConfigError(
+            "run.logs_folder: this process was started by an external launcher (torchrun, SLURM, several "
+            "nodes), so the processes cannot agree on a timestamped run folder; set run.logs_folder."
+        )
+    return RunFolder.create(run.logs_root, run.logs_folder, run.postfix)
 
 
 @contextmanager
@@ -587,6 +598,7 @@ def train(
     ``config`` is a :class:`~omlcore.schemas.TrainConfig`, a mapping or a YAML path (validated in both
     phases, ``overrides`` applied). ``resume`` is a run folder to continue from its
     ``checkpoints/last.ckpt``. ``callbacks`` are added to the Lightning trainer (after those of plugins).
+    ``verbose`` shows the progress bar, the model summary and the tables at the end.
     Raises :class:`~omlcore.errors.ConfigError` (bad config, ``--resume``, devices, metric names) or
     :class:`~omlcore_images.DataFrameError` (bad CSV) before any training.
     """
@@ -718,6 +730,7 @@ def train(
             callbacks=all_callbacks,
             loggers=loggers.lightning_loggers(),
             root=folder.path,
+            verbose=verbose,
             find_unused_parameters=cfg.trainer.find_unused_parameters,
             max_epochs=cfg.trainer.max_epochs,
             check_val_every_n_epoch=cfg.trainer.valid_period,
@@ -788,7 +801,7 @@ def validate(
     """Compute the retrieval metrics of an extractor on the validation rows of a dataset.
 
     Writes a run folder with ``config.yaml``, ``metrics.json`` (one record) and, with
-    ``metrics.log_images``, the figures; returns the metrics.
+    ``metrics.log_images``, the figures; returns the metrics. ``verbose`` shows the progress bar and the table.
     """
     from omlcore_images.datasets import get_retrieval_images_datasets
 
@@ -839,6 +852,7 @@ def validate(
             callbacks=[metric_cb, recorder, *collect_trainer_callbacks(cfg), *callbacks, ProgressBar()],
             loggers=loggers.lightning_loggers(),
             root=folder.path,
+            verbose=verbose,
             enable_checkpointing=False,
         )
         datamodule = _DataModule(
@@ -925,7 +939,8 @@ def predict(
 ) -> PredictResult:
     """Embed every image under ``data.data_dir`` and write ``save_dir/embeddings.npy`` (``N x D`` float32,
     row ``i`` for image ``i``) and ``save_dir/paths.csv`` (column ``path``, relative to ``data_dir``, in the
-    same order). Both files are written atomically, only once every image was embedded.
+    same order). Both files are written atomically, only once every image was embedded. ``verbose`` shows the
+    progress bar and where the files went.
     """
     from omlcore_images.datasets import ImageBaseDataset
 
@@ -946,7 +961,9 @@ def predict(
     module = ExtractorModule(_build("extractor", cfg.extractor))
     collector = _Collector()
     with _quiet_lightning():
-        trainer = _trainer(cfg.trainer, callbacks=[collector, ProgressBar()], loggers=[], root=Path(cfg.save_dir))
+        trainer = _trainer(
+            cfg.trainer, callbacks=[collector, ProgressBar()], loggers=[], root=Path(cfg.save_dir), verbose=verbose
+        )
         datamodule = _DataModule(predict=dataset, batch_size_val=cfg.data.batch_size, num_workers=cfg.data.num_workers)
         pl.seed_everything(cfg.seed, verbose=False)
         trainer.predict(module, datamodule=datamodule, return_predictions=False)
