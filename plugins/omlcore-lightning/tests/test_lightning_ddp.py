@@ -88,3 +88,31 @@ def test_two_processes_train_and_validate(train_config: dict[str, Any], tmp_path
         vals = [_load(record / f"rank{r}_val{epoch}.json") for r in (0, 1)]
         assert vals[0]["kept"] == list(range(12))
         assert vals[0]["metrics"] == records[epoch]["metrics"]
+
+
+def test_two_processes_predict_like_one(train_config: dict[str, Any], mock_root: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    trained = train(train_config, ["trainer.max_epochs=1"], verbose=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    for src in sorted((mock_root / "images").glob("*.png"))[:11]:  # 11 images: the second process is padded
+        (images / src.name).write_bytes(src.read_bytes())
+    config = {
+        "pipeline": "predict",
+        "data": {"data_dir": str(images), "batch_size": 4},
+        "save_dir": "out",
+        "transforms_predict": train_config["transforms_val"],
+        "extractor": {"name": "tiny", "args": {"weights": str(trained.last_checkpoint)}},
+    }
+    path = tmp_path / "predict.yaml"
+    path.write_text(yaml.safe_dump(config))
+    outputs = []
+    for devices in (1, 2):
+        _run(["predict", str(path), "trainer.accelerator=cpu", f"trainer.devices={devices}", f"save_dir=out{devices}"],
+             tmp_path / f"record{devices}", tmp_path)  # fmt: skip
+        outputs.append(np.load(tmp_path / f"out{devices}" / "embeddings.npy"))
+        paths = (tmp_path / f"out{devices}" / "paths.csv").read_text().splitlines()
+        assert paths[1:] == sorted(p.name for p in images.iterdir())
+    assert outputs[0].shape == outputs[1].shape == (11, 8)
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
