@@ -119,3 +119,18 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     command = match.group(1).strip()
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert command in ci.splitlines(), f"{command!r} is not a line of .ci/run"
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(page: Path) -> None:
+    """Every relative link of the documentation points at a file or folder of the repository."""
+    text = page.read_text(encoding="utf-8")
+    text = re.sub(r"```.*?```", "", text, flags=re.S)  # links inside code blocks are code, not links
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue  # URLs, mail, in-page anchors
+        path = (page.parent / target.split("#", 1)[0]).resolve()
+        if not path.exists():
+            broken.append(target)
+    assert not broken, f"{page.relative_to(REPO)} links to missing files: {broken}"
