@@ -50,7 +50,9 @@ def test_a_fresh_miner_differs_without_the_state() -> None:
 
 
 def test_state_is_in_the_loss_state_dict() -> None:
-    from omlcore_losses import TripletLossWithMiner
+    TripletLossWithMiner = pytest.importorskip(
+        "omlcore_losses", reason="needs omlcore-losses (tests_all)"
+    ).TripletLossWithMiner
 
     data = batches(6, seed=3)
     original = TripletLossWithMiner(margin=0.2, miner=TripletMinerWithMemory(2, tri_expand_k=2, seed=7))
