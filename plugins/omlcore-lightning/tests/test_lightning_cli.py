@@ -55,6 +55,10 @@ def test_bad_input_exits_2(train_config: dict[str, Any], tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert "invalid config, 1 problem(s)" in err
     assert "checkpoint.monitor: 'OVERALL/cmc/2' is never logged" in err
+    assert main(["check", config, "checkpoint.monitor=OVERALL/cmc/2"]) == 2  # the omlcore_validate_config hook
+    assert "checkpoint.monitor: 'OVERALL/cmc/2' is never logged" in capsys.readouterr().err
+    assert main(["check", config, "checkpoint.monitor=closed/cmc/3"]) == 0  # categories need the data
+    capsys.readouterr()
     assert main(["validate", config]) == 2
     assert "this command runs the 'validate' pipeline" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists()

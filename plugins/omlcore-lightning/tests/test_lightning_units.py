@@ -16,6 +16,8 @@ from omlcore_lightning.run import RunFolder
 from omlcore_metrics import EmbeddingMetrics
 from torch.utils.data import DataLoader, Dataset
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # lightning 2.6 on torch 2.14, not ours
+
 
 class _ListSampler:
     """A batch sampler that knows nothing about DDP: 7 batches drawn from numpy's global generator."""

@@ -7,11 +7,18 @@ when a command runs (see :mod:`omlcore_lightning.cli`).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omlcore.hookspecs import hookimpl
 
-__all__ = ["omlcore_add_commands"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from omlcore.errors import ConfigIssue
+
+__all__ = ["omlcore_add_commands", "omlcore_validate_config"]
 
 _OVERRIDES_HELP = "dotted overrides, e.g. trainer.max_epochs=3 loss.args.margin=0.2 ~logger"
 
@@ -60,3 +67,16 @@ def omlcore_add_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     predict.add_argument("config", help="YAML config")
     predict.add_argument("overrides", nargs="*", help=_OVERRIDES_HELP)
     predict.set_defaults(func=_run("cmd_predict"))
+
+
+@hookimpl
+def omlcore_validate_config(config: BaseModel) -> Sequence[ConfigIssue]:
+    """Training configs: ``checkpoint.monitor`` and ``scheduling.monitor`` name metrics the config computes
+    (so ``omlcore check`` reports a misspelt monitor without any data)."""
+    from omlcore.schemas import TrainConfig
+
+    if not isinstance(config, TrainConfig):
+        return []
+    from omlcore_lightning.pipelines import monitor_issues
+
+    return monitor_issues(config)

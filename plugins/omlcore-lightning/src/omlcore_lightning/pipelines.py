@@ -57,6 +57,7 @@ __all__ = [
     "PredictResult",
     "RunResult",
     "expected_metric_names",
+    "monitor_issues",
     "predict",
     "train",
     "validate",
@@ -210,6 +211,25 @@ def expected_metric_names(section: MetricsSection, categories: Sequence[str] | N
         suffixes = [n.split("/", 1)[1] for n in overall]
         names += [f"{c}/{s}" for c in sorted(set(categories)) for s in suffixes]
     return names
+
+
+def monitor_issues(config: TrainConfig) -> list[ConfigIssue]:
+    """``checkpoint.monitor`` and ``scheduling.monitor`` checked against the config alone (no data): each must
+    be ``train/loss`` or ``<group>/<metric>`` with a metric the config computes. Whether a category
+    ``<group>`` exists needs the CSV; the pipelines check that before training."""
+    overall = expected_metric_names(config.metrics)
+    suffixes = {n.split("/", 1)[1] for n in overall}
+    monitors = [("checkpoint.monitor", config.checkpoint.monitor)]
+    if config.scheduling is not None and config.scheduling.monitor is not None:
+        monitors.append(("scheduling.monitor", config.scheduling.monitor))
+    issues = []
+    for path, name in monitors:
+        if name in TRAIN_METRICS or name.partition("/")[2] in suffixes:
+            continue
+        issue = _monitor_issue(path, name, [*overall, *TRAIN_METRICS], True)
+        if issue is not None:
+            issues.append(issue)
+    return issues
 
 
 def _monitor_issue(path: str, name: str, names: Sequence[str], has_validation: bool) -> ConfigIssue | None:
