@@ -21,7 +21,15 @@ import torch
 from torch import Tensor
 
 from omlcore.protocols import KnnBackend
-from omlcore_metrics.knn import Exclusions, TorchKnn, excluded_counts, knn_with_exclusions
+from omlcore_metrics.knn import (
+    Exclusions,
+    TorchKnn,
+    _equal_pairs,
+    _ExclusionPlan,
+    excluded_counts,
+    knn_with_exclusions,
+    pair_distances,
+)
 
 __all__ = [
     "OVERALL",
@@ -329,7 +337,7 @@ def _resolve_backend(backend: KnnBackend | str) -> KnnBackend:
 
 
 # --------------------------------------------------------------------------------------------------
-# Streaming fnmr@fmr: exact quantile of all negative pair distances by a two-pass radix select.
+# Streaming fnmr@fmr, fallback: exact quantile of all negative pair distances by a two-pass radix select.
 # --------------------------------------------------------------------------------------------------
 
 _BINS = 1 << 16
@@ -346,7 +354,7 @@ def _key_to_float(key: int) -> float:
     return float(torch.tensor([bits], dtype=torch.int32).view(torch.float32).item())
 
 
-def _stream_fnmr(
+def _stream_fnmr_radix(
     knn: TorchKnn,
     q_emb: Tensor,
     g_emb: Tensor,
@@ -448,6 +456,276 @@ def _stream_fnmr(
             lo = math.floor(pos_r)
             hi = min(lo + 1, n - 1)
             threshold = _lerp(values[(gi, lo)], values[(gi, hi)], pos_r - lo)
+            res[fmr] = float((pos >= threshold).double().mean())
+        out[name] = res
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming fnmr@fmr, fast path: one pass that counts below a bracket and keeps the values inside it.
+# --------------------------------------------------------------------------------------------------
+
+_FNMR_ROWS = 2048
+"""Queries of a group in the random grid sample that places its brackets ..."""
+_FNMR_COLS = 1024
+"""... times this many random gallery rows (one matrix product)."""
+_FNMR_SMALL = 1 << 22
+"""Groups with at most this many negative pairs keep all of them (no sampling, the bracket is everything)."""
+_FNMR_KEEP = 1 << 25
+"""At most this many distances (128 MiB) are expected inside the brackets; beyond, the radix select runs."""
+_FNMR_Z = 8.0
+"""Half-width of a bracket in standard errors of the sample quantile ..."""
+_FNMR_PAD = 16
+"""... widened to at least this many sample values on each side."""
+_FNMR_BATCHES = 16
+"""Row (and column) batches of the grid whose quantiles give the standard error (batch means)."""
+
+
+def _row_counts(mask: Tensor) -> Tensor:
+    """Number of ``True`` per row of a boolean block (a byte sum: much faster than ``bool.sum``)."""
+    return mask.view(torch.uint8).sum(1, dtype=torch.int32)
+
+
+def _pairs_in(
+    pairs: tuple[Tensor, Tensor] | None, g0: int, g1: int, device: torch.device
+) -> tuple[Tensor, Tensor] | None:
+    """The query-sorted pairs whose gallery row lies in ``[g0, g1)``, columns relative to ``g0``."""
+    if pairs is None:
+        return None
+    inside = (pairs[1] >= g0) & (pairs[1] < g1)
+    return pairs[0][inside].to(device), (pairs[1][inside] - g0).to(device)
+
+
+def _fnmr_ranks(n: int, fmr: float) -> tuple[int, int]:
+    """The two order statistics ``numpy.quantile`` interpolates between for ``fmr`` among ``n`` values."""
+    pos_r = fmr * (n - 1)
+    lo = math.floor(pos_r)
+    return lo, min(lo + 1, n - 1)
+
+
+def _sample_grid(
+    knn: TorchKnn,
+    q_emb: Tensor,
+    g_emb: Tensor,
+    q_lab: Tensor,
+    g_lab: Tensor,
+    exclusions: Exclusions,
+    members: Tensor,
+    seed: int,
+) -> Tensor:
+    """Distances of a random grid of (query in ``members``) x (gallery row) pairs, ``NaN`` where the pair is
+    not an admissible negative (same label or excluded): ``(R, C)`` float32 from one matrix product."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = members[torch.randperm(members.numel(), generator=gen)[:_FNMR_ROWS]]
+    cols = torch.randperm(g_emb.shape[0], generator=gen)[:_FNMR_COLS]
+    grid = pair_distances(q_emb[rows.to(q_emb.device)].float(), g_emb[cols.to(g_emb.device)].float(), knn.metric).cpu()
+    bad = q_lab[rows][:, None] == g_lab[cols][None, :]
+    for q_key, g_key in (
+        (exclusions.query_ids, exclusions.gallery_ids),
+        (exclusions.query_sequence, exclusions.gallery_sequence),
+    ):
+        if q_key is not None and g_key is not None:
+            bad |= q_key[rows][:, None] == g_key[cols][None, :]
+    if exclusions.ignore is not None:
+        pq, pg = exclusions.ignore_pairs()
+        if pq.numel():
+            n_g = g_emb.shape[0]
+            bad |= torch.isin(rows[:, None] * n_g + cols[None, :], pq * n_g + pg)
+    return grid.masked_fill_(bad, math.nan)
+
+
+class _GridSample:
+    """A grid from :func:`_sample_grid`, sorted once: all its values, and those of each row batch and
+    each column batch (for the batch-means standard error)."""
+
+    def __init__(self, grid: Tensor) -> None:
+        self.values = grid[~torch.isnan(grid)].sort().values
+        self.parts: list[list[Tensor]] = []
+        for dim in (0, 1):
+            parts = [part[~torch.isnan(part)].sort().values for part in grid.chunk(_FNMR_BATCHES, dim=dim)]
+            self.parts.append([part for part in parts if part.numel()])
+
+
+def _quantile_at(sorted_values: Tensor, p: float) -> float:
+    return float(sorted_values[min(int(p * sorted_values.numel()), sorted_values.numel() - 1)])
+
+
+def _bracket(sample: _GridSample, p_lo: float, p_hi: float) -> tuple[float, float, float]:
+    """``(a, b, share)``: a value range that holds the ``p_lo`` .. ``p_hi`` quantiles of the population the
+    grid samples, with a margin of :data:`_FNMR_Z` standard errors (batch means over row batches plus
+    column batches, so queries and gallery rows that differ in their distances widen it), and the share of
+    the sample inside it. Near the ends the range is open (``-inf`` / ``inf``)."""
+    values = sample.values
+    m = values.numel()
+    if m == 0:
+        return -math.inf, math.inf, 1.0
+    var = 0.0
+    for parts in sample.parts:
+        if len(parts) > 1:
+            for p in (p_lo, p_hi):
+                q = torch.tensor([_quantile_at(part, p) for part in parts], dtype=torch.double)
+                var += float(q.var()) / len(parts) / 2.0  # the mean over p_lo and p_hi, per axis
+    se = math.sqrt(var)
+    i_lo, i_hi = int(p_lo * m), int(p_hi * m)
+    a = min(_quantile_at(values, p_lo) - _FNMR_Z * se, float(values[max(i_lo - _FNMR_PAD, 0)]))
+    b = max(_quantile_at(values, p_hi) + _FNMR_Z * se, float(values[min(i_hi + _FNMR_PAD, m - 1)]))
+    if i_lo < 4 * _FNMR_PAD:
+        a = -math.inf
+    if m - 1 - i_hi < 4 * _FNMR_PAD:
+        b = math.inf
+    share = float(((values >= a) & (values <= b)).double().mean())
+    return a, b, share
+
+
+def _stream_fnmr(
+    knn: TorchKnn,
+    q_emb: Tensor,
+    g_emb: Tensor,
+    q_lab: Tensor,
+    g_lab: Tensor,
+    exclusions: Exclusions,
+    q_group: Tensor,
+    groups: list[str],
+    fmr_vals: tuple[float, ...],
+    n_pos: Tensor,
+) -> dict[str, dict[float, float]]:
+    """fnmr@fmr for OVERALL (``groups[0]``) and every group ``c >= 1`` (queries with ``q_group == c``),
+    over the same distances (:meth:`TorchKnn.blocks`) and with the same result as :func:`_stream_fnmr_radix`.
+
+    The negatives' order statistics are found in ONE pass over the distance blocks: a random grid of
+    (query, gallery row) pairs (:func:`_sample_grid`) places, per group and fmr, a bracket ``[a, b]`` that
+    holds the wanted ranks with overwhelming probability (:func:`_bracket`); the pass counts, per query,
+    the negatives below ``a`` and keeps the (few) negatives inside the bracket; the wanted values are then
+    read off exactly. Small groups keep all
+    their negatives. A bracket that missed its ranks (or would keep too many values) hands that case to
+    the two-pass radix select, so the result is exact in every case.
+    """
+    n_q, n_g = q_emb.shape[0], g_emb.shape[0]
+    n_groups = len(groups)
+    members = [torch.arange(n_q)] + [(q_group == gi).nonzero().flatten() for gi in range(1, n_groups)]
+    neg_q = n_g - excluded_counts(exclusions, n_q, n_g) - n_pos  # admissible negatives of each query
+    n_neg = [int(neg_q[m].sum()) for m in members]
+
+    # ---- one bracket per (group, fmr): slots of per-query thresholds ----
+    inf = math.inf
+    # per slot: (a, b) float32 (n_q,) per query (-inf/-inf: no bracket), and whether queries differ in them
+    slots: list[tuple[Tensor, Tensor, bool]] = []
+    wanted: list[tuple[int, int, float, int, int]] = []  # (slot, group, fmr, lo rank, hi rank)
+    expected = 0.0
+    grids: dict[int, _GridSample] = {}
+    for first, last in ((0, 1), (1, n_groups)):
+        for fmr in fmr_vals:
+            a = torch.full((n_groups,), -inf)
+            b = torch.full((n_groups,), -inf)
+            used = False
+            for gi in range(first, last):
+                n = n_neg[gi]
+                if n == 0 or members[gi].numel() == 0:
+                    continue
+                lo, hi = _fnmr_ranks(n, fmr)
+                used = True
+                wanted.append((len(slots), gi, fmr, lo, hi))
+                if n <= _FNMR_SMALL:
+                    a[gi], b[gi] = -inf, inf
+                    expected += n
+                    continue
+                if gi not in grids:
+                    grid = _sample_grid(knn, q_emb, g_emb, q_lab, g_lab, exclusions, members[gi], seed=gi)
+                    grids[gi] = _GridSample(grid)
+                a[gi], b[gi], share = _bracket(grids[gi], (lo + 0.5) / n, (hi + 0.5) / n)
+                expected += n * share
+            if used:
+                row_group = torch.zeros(n_q, dtype=torch.long) if first == 0 else q_group
+                slots.append((a[row_group], b[row_group], first > 0))
+    del grids
+    if not slots:
+        return {name: {fmr: math.nan for fmr in fmr_vals} for name in groups}
+    if expected > _FNMR_KEEP:
+        return _stream_fnmr_radix(knn, q_emb, g_emb, q_lab, g_lab, exclusions, q_group, groups, fmr_vals)
+
+    # ---- the pass ----
+    q_emb, g_emb = q_emb.float(), g_emb.float()
+    device = knn.device or q_emb.device
+    plan = _ExclusionPlan(exclusions, n_q, n_g, device)
+    positives = _equal_pairs(q_lab, g_lab, 8 * (n_q + n_g) + 1024)
+    dense_labels = positives is None
+    q_lab_d, g_lab_d = q_lab.to(device), g_lab.to(device)
+    slots_d = [(a.to(device), b.to(device)) for a, b, _ in slots]
+    below = [torch.zeros(n_q, dtype=torch.long) for _ in slots]  # per query, or the total in [0]
+    kept: list[list[Tensor]] = [[] for _ in slots]
+    kept_rows: list[list[tuple[int, Tensor]]] = [[] for _ in slots]  # (q0, kept count of each row)
+    pos_vals: list[Tensor] = []
+    pos_rows: list[Tensor] = []
+    chunks = {g0: min(g0 + knn.gallery_chunk, n_g) for g0 in range(0, n_g, knn.gallery_chunk)}
+    excl_by_chunk = {g0: plan.for_gallery(g0, g1) for g0, g1 in chunks.items()}
+    pos_by_chunk = {g0: _pairs_in(positives, g0, g1, device) for g0, g1 in chunks.items()}
+    for q0, q1, g0, g1, dist in knn.blocks(q_emb, g_emb):
+        pos_pairs = pos_by_chunk[g0]
+        plan.apply(dist, (q0, q1), g0, g1, excl_by_chunk[g0], fill=math.nan)
+        if dense_labels:
+            same = q_lab_d[q0:q1, None] == g_lab_d[None, g0:g1]
+            pv = dist[same]
+            per_row = _row_counts(same)
+            dist.masked_fill_(same, math.nan)
+            ok = ~torch.isnan(pv)
+            pos_vals.append(pv[ok].double().cpu())
+            pos_rows.append(torch.repeat_interleave(torch.arange(q0, q1, device=device), per_row)[ok].cpu())
+        elif pos_pairs is not None:
+            lo, hi = (int(v) for v in torch.searchsorted(pos_pairs[0], torch.tensor([q0, q1], device=device)))
+            if hi > lo:
+                r, c = pos_pairs[0][lo:hi], pos_pairs[1][lo:hi]
+                pv = dist[r - q0, c]
+                ok = ~torch.isnan(pv)
+                pos_vals.append(pv[ok].double().cpu())
+                pos_rows.append(r[ok].cpu())
+                dist[r - q0, c] = math.nan
+        for s, (a, b) in enumerate(slots_d):
+            if slots[s][2]:  # thresholds per query (categories); counts per query
+                lower = torch.lt(dist, a[q0:q1, None])
+                inside = torch.le(dist, b[q0:q1, None]).logical_xor_(lower)  # a <= d <= b (NaN in neither)
+                below[s][q0:q1] += _row_counts(lower).cpu()
+                kept_rows[s].append((q0, _row_counts(inside).cpu()))
+            else:  # one bracket for every query: totals only
+                lower = torch.lt(dist, float(a[0]))
+                inside = torch.le(dist, float(b[0])).logical_xor_(lower)
+                below[s][0] += int(torch.count_nonzero(lower))
+            kept[s].append(dist[inside].cpu())
+
+    # ---- read the order statistics off ----
+    pos_all = torch.cat(pos_vals) if pos_vals else torch.zeros(0, dtype=torch.double)
+    pos_row = torch.cat(pos_rows) if pos_rows else torch.zeros(0, dtype=torch.long)
+    found: dict[tuple[int, float], tuple[float, float]] = {}
+    missed = False
+    for s, gi, fmr, lo, hi in wanted:
+        if slots[s][2]:
+            in_group = torch.zeros(n_q, dtype=torch.bool)
+            in_group[members[gi]] = True
+            take = [torch.repeat_interleave(in_group[q0 : q0 + c.numel()], c) for q0, c in kept_rows[s]]
+            vals = torch.cat(kept[s])[torch.cat(take)].sort().values
+            start = int(below[s][members[gi]].sum())
+        else:
+            vals = torch.cat(kept[s]).sort().values
+            start = int(below[s][0])
+        if start <= lo and hi < start + vals.numel():
+            found[(gi, fmr)] = (float(vals[lo - start]), float(vals[hi - start]))
+        else:
+            missed = True
+    if missed:
+        return _stream_fnmr_radix(knn, q_emb, g_emb, q_lab, g_lab, exclusions, q_group, groups, fmr_vals)
+
+    out: dict[str, dict[float, float]] = {}
+    pos_grp = q_group[pos_row]
+    for gi, name in enumerate(groups):
+        pos = pos_all if gi == 0 else pos_all[pos_grp == gi]
+        res: dict[float, float] = {}
+        for fmr in fmr_vals:
+            n = n_neg[gi]
+            if n == 0 or pos.numel() == 0:
+                res[fmr] = math.nan
+                continue
+            lo, _ = _fnmr_ranks(n, fmr)
+            v_lo, v_hi = found[(gi, fmr)]
+            threshold = _lerp(v_lo, v_hi, fmr * (n - 1) - lo)
             res[fmr] = float((pos >= threshold).double().mean())
         out[name] = res
     return out
@@ -679,7 +957,7 @@ def retrieval_metrics(
         all_groups = [OVERALL] + (cat_names if cat_codes is not None and not return_only_overall else [])
         fnmr = _stream_fnmr(
             fnmr_knn, _rows(emb, q_rows), _rows(emb, g_rows), q_lab, g_lab, exclusions, q_group,
-            all_groups, fmrs,
+            all_groups, fmrs, n_pos,
         )  # fmt: skip
         for name, rates in fnmr.items():
             if name in reduced:

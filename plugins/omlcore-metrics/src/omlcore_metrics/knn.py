@@ -408,26 +408,32 @@ class _ExclusionPlan:
         return pq[inside].to(self.device), (pg[inside] - g0).to(self.device)
 
     def apply(
-        self, keys: Tensor, rows: Tensor | tuple[int, int], g0: int, g1: int, pairs: tuple[Tensor, Tensor] | None
+        self,
+        keys: Tensor,
+        rows: Tensor | tuple[int, int],
+        g0: int,
+        g1: int,
+        pairs: tuple[Tensor, Tensor] | None,
+        fill: float = math.inf,
     ) -> None:
-        """Write ``inf`` over the excluded entries of the key block of query ``rows`` (a ``(q0, q1)`` range or
+        """Write ``fill`` over the excluded entries of the block of query ``rows`` (a ``(q0, q1)`` range or
         sorted positions) and gallery rows ``[g0, g1)``; ``pairs`` is :meth:`for_gallery`'s answer."""
         if pairs is not None:
             pq, pg = pairs
             if isinstance(rows, tuple):
                 lo, hi = (int(v) for v in torch.searchsorted(pq, torch.tensor(rows, device=pq.device)).tolist())
                 if hi > lo:
-                    keys[pq[lo:hi] - rows[0], pg[lo:hi]] = math.inf
+                    keys[pq[lo:hi] - rows[0], pg[lo:hi]] = fill
             else:
                 local = torch.full((int(rows.max()) + 1,), -1, dtype=torch.long, device=pq.device)
                 local[rows] = torch.arange(rows.numel(), device=pq.device)
                 hit = pq <= rows.max()
                 r = local[pq[hit]]
-                keys[r[r >= 0], pg[hit][r >= 0]] = math.inf
+                keys[r[r >= 0], pg[hit][r >= 0]] = fill
         for both in (self.ids, self.seq):
             if both is not None:
                 q_vals = both[0][rows[0] : rows[1]] if isinstance(rows, tuple) else both[0][rows]
-                keys.masked_fill_(q_vals[:, None] == both[1][None, g0:g1], math.inf)
+                keys.masked_fill_(q_vals[:, None] == both[1][None, g0:g1], fill)
 
 
 def _equal_pairs(query_ids: Tensor, gallery_ids: Tensor, limit: int) -> tuple[Tensor, Tensor] | None:
