@@ -84,6 +84,15 @@ def test_same_seed_same_run_and_another_seed_differs(train_config: dict[str, Any
     assert not _same_weights(a.last_checkpoint, c.last_checkpoint)
 
 
+def test_loader_workers_do_not_change_the_run(train_config: dict[str, Any]) -> None:
+    main = train(train_config, ["trainer.max_epochs=1"], verbose=False)
+    workers = train(train_config, ["trainer.max_epochs=1", "data.num_workers=2"], verbose=False)
+    assert workers.history == main.history
+    assert main.last_checkpoint is not None
+    assert workers.last_checkpoint is not None
+    assert _same_weights(main.last_checkpoint, workers.last_checkpoint)
+
+
 def test_resume_gives_the_uninterrupted_results(train_config: dict[str, Any]) -> None:
     full = train(train_config, verbose=False)
     first = train(train_config, ["trainer.max_epochs=1"], verbose=False)
