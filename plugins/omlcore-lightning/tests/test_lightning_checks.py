@@ -73,6 +73,14 @@ def test_more_devices_than_the_machine_has(train_config: dict[str, Any]) -> None
     assert _nothing_written(train_config)
 
 
+def test_settings_lightning_refuses(train_config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigValidationError) as exc:
+        train(train_config, ["trainer.extra_args={max_time: soon}"], verbose=False)
+    assert "Lightning refuses these settings" in _issues(exc)["trainer"]
+    assert "max_time" in _issues(exc)["trainer"]
+    assert _nothing_written(train_config)
+
+
 def test_trainer_extra_args_are_checked(train_config: dict[str, Any]) -> None:
     train_config["trainer"]["extra_args"] = {"max_epochs": 3, "limit_train_batchs": 1, "callbacks": []}
     with pytest.raises(ConfigValidationError) as exc:

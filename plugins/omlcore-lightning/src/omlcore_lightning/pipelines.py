@@ -180,6 +180,35 @@ def _device_issues(hw: HardwareSection) -> list[ConfigIssue]:
     return []
 
 
+def _trainer_issues(hw: HardwareSection, find_unused_parameters: bool = False) -> list[ConfigIssue]:
+    """What Lightning says about the trainer settings, found by building a throw-away ``Trainer`` (cheap)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    extra = dict(hw.extra_args)
+    if "strategy" not in extra and _n_devices(hw) > 1:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        extra["strategy"] = DDPStrategy(find_unused_parameters=find_unused_parameters)
+    try:
+        with _quiet_lightning():
+            pl.Trainer(
+                accelerator=hw.accelerator,
+                devices=hw.devices,
+                precision=hw.precision,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                **extra,
+            )
+    except (MisconfigurationException, ValueError, TypeError, ImportError, RuntimeError) as exc:
+        settings = f"accelerator={hw.accelerator!r}, devices={hw.devices!r}, precision={hw.precision!r}"
+        if hw.extra_args:
+            settings += f", extra_args={dict(hw.extra_args)!r}"
+        return [ConfigIssue("trainer", f"Lightning refuses these settings ({settings}): {exc}")]
+    return []
+
+
 def _n_devices(hw: HardwareSection) -> int:
     if hw.devices == "auto":
         return 1
@@ -629,6 +658,8 @@ def train(
     cfg: TrainConfig = _as_config(config, overrides, "train")
     resume_dir = Path(resume) if resume is not None else None
     issues = _device_issues(cfg.trainer) + _extra_args_issues(cfg.trainer.extra_args)
+    if not issues:
+        issues = _trainer_issues(cfg.trainer, cfg.trainer.find_unused_parameters)
     if resume_dir is not None:
         RunFolder(resume_dir).checkpoint_to_resume()
     _check_upfront(issues)
@@ -829,6 +860,7 @@ def validate(
 
     cfg: ValidateConfig = _as_config(config, overrides, "validate")
     issues = _device_issues(cfg.trainer) + _extra_args_issues(cfg.trainer.extra_args)
+    issues = issues or _trainer_issues(cfg.trainer)
     if cfg.postprocessor is not None:
         issues.append(
             ConfigIssue(
@@ -966,6 +998,7 @@ def predict(
 
     cfg: PredictConfig = _as_config(config, overrides, "predict")
     issues = _device_issues(cfg.trainer) + _extra_args_issues(cfg.trainer.extra_args)
+    issues = issues or _trainer_issues(cfg.trainer)
     data_dir = Path(cfg.data.data_dir)
     if not data_dir.is_dir():
         issues.append(ConfigIssue("data.data_dir", f"{str(data_dir)!r} is not a folder"))
