@@ -102,6 +102,13 @@ def test_resume_without_a_checkpoint(train_config: dict[str, Any], tmp_path: Pat
     assert _nothing_written(train_config)
 
 
+def test_resume_with_a_config_for_another_model(train_config: dict[str, Any]) -> None:
+    first = train(train_config, ["trainer.max_epochs=1"], verbose=False)
+    with pytest.raises(ConfigError, match=r"saved for another model.*of another shape \(model\.fc\.weight"):
+        train(train_config, ["extractor.args.feat_dim=16"], resume=first.run_dir, verbose=False)
+    assert len(first.history) == 1
+
+
 def test_a_named_run_folder_is_not_overwritten(train_config: dict[str, Any]) -> None:
     train_config["run"]["logs_folder"] = "exp1"
     first = train(train_config, ["trainer.max_epochs=1"], verbose=False)

@@ -209,6 +209,28 @@ def _trainer_issues(hw: HardwareSection, find_unused_parameters: bool = False) -
     return []
 
 
+def _checkpoint_fits(checkpoint: Path, module: ExtractorModule) -> None:
+    """Raise :class:`ConfigError` if the weights in ``checkpoint`` do not fit ``module`` (another model or loss)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("state_dict", {})
+    mine = module.state_dict()
+    missing = [k for k in mine if k not in saved]
+    unexpected = [k for k in saved if k not in mine]
+    shapes = [
+        f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}"
+        for k, v in mine.items()
+        if k in saved and torch.is_tensor(v) and torch.is_tensor(saved[k]) and saved[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)):
+            if items:
+                parts.append(f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
+        raise ConfigError(
+            f"--resume: {checkpoint} was saved for another model or loss than this config builds: weights "
+            f"{'; '.join(parts)}. Resume with the run's own config.yaml (omlcore train --resume RUN_DIR)."
+        )
+
+
 def _n_devices(hw: HardwareSection) -> int:
     if hw.devices == "auto":
         return 1
@@ -715,6 +737,8 @@ def train(
             issue = _monitor_issue("scheduling.monitor", sched.monitor, names, val_ds is not None)
             issues += [issue] if issue else []
     _check_upfront(issues)
+    if resume_dir is not None:
+        _checkpoint_fits(RunFolder(resume_dir).last_checkpoint, module)
 
     # -- the run
     folder = _run_folder_for(cfg.run, resume_dir)
