@@ -145,7 +145,10 @@ class TrainDataSection(DataSection):
 class MetricsSection(_Strict):
     """Which retrieval metrics validation computes (see docs/metrics.md for exact definitions)."""
 
-    cmc_top_k: list[PositiveInt] = Field(default_factory=lambda: [5], description="k values of cmc@k.")
+    cmc_top_k: list[PositiveInt] = Field(
+        default_factory=lambda: [1, 5],
+        description="k values of cmc@k (1 is what checkpoint.monitor watches by default).",
+    )
     precision_top_k: list[PositiveInt] = Field(default_factory=lambda: [5], description="k of precision@k.")
     map_top_k: list[PositiveInt] = Field(default_factory=lambda: [5], description="k values of map@k.")
     fmr_vals: list[Annotated[float, Field(ge=0, le=1)]] = Field(

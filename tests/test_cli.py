@@ -108,7 +108,7 @@ def test_check_prints_resolved_config(
     assert code == 0
     resolved = yaml.safe_load(out.split("\n" + str(train_yaml))[0])
     assert resolved["trainer"]["max_epochs"] == 3
-    assert resolved["metrics"]["cmc_top_k"] == [5]
+    assert resolved["metrics"]["cmc_top_k"] == [1, 5]
 
 
 def test_check_invalid_config_exit_2_with_paths(

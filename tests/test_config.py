@@ -101,7 +101,7 @@ def test_structure_valid_and_defaults() -> None:
     config = parse_config(TRAIN)
     assert isinstance(config, TrainConfig)
     assert config.trainer.precision == "32"
-    assert config.metrics.cmc_top_k == [5]
+    assert config.metrics.cmc_top_k == [1, 5]
     assert config.checkpoint.monitor == "OVERALL/cmc/1"
     assert [(p, k) for p, k, _ in iter_slots(config)] == [
         ("extractor", "extractor"),
