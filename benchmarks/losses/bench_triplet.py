@@ -13,7 +13,9 @@ margin 0.2, two configurations:
 Every (library, config, B) measurement runs in its own fresh subprocess: omlcore's with this interpreter
 (``--worker``), OML's and PML's with the peer venv's python (``peer_runner.py``; build the venv with
 ``setup_peer_venv.sh``). Time = median of the per-step samples (forward incl. mining + backward) after
-warm-up; peak memory = in separate fresh subprocesses, ``ru_maxrss`` after one step minus the RSS after
+warm-up; with ``--rounds N`` the grid is timed N times (a fresh process per row and pass) and a row's time is
+the median of its N medians, which keeps a burst of load from another job on a shared machine from
+deciding a row; peak memory = in separate fresh subprocesses, ``ru_maxrss`` after one step minus the RSS after
 imports, data creation and building the loss; the median over ``--mem-repeat`` such processes (the
 first step's figure includes one-off costs, kernel code paged in and allocator growth, that vary by a
 few hundred KB from one process to the next). A watchdog kills a subprocess whose RSS passes
@@ -24,7 +26,8 @@ peer get a torch.profiler summary of omlcore's step.
 Usage (from the repository root, omlcore-losses and omlcore-miners installed in .venv)::
 
     benchmarks/setup_peer_venv.sh
-    .venv/bin/python benchmarks/losses/bench_triplet.py [--sizes 128 512 1024] [--mem-repeat 3] [--json out.json]
+    .venv/bin/python benchmarks/losses/bench_triplet.py [--sizes 128 512 1024] [--rounds 3] [--mem-repeat 3]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--repeat", type=int, default=15, help="timed steps per measurement (at most)")
     parser.add_argument("--budget", type=float, default=15.0, help="seconds of timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=1, help="timing passes over the grid (median of medians)")
     parser.add_argument("--mem-repeat", type=int, default=3, help="fresh processes per memory figure (median)")
     parser.add_argument("--mem-limit-gb", type=float, default=10.0, help="kill a worker whose RSS passes this")
     parser.add_argument("--timeout", type=float, default=300.0, help="kill a worker running longer than this")
@@ -137,37 +141,54 @@ def main() -> None:
 
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"# omlcore-losses {metadata.version('omlcore-losses')}, omlcore-miners {metadata.version('omlcore-miners')}")
+    grid = [
+        (batch_size, config, library, peer_config)
+        for batch_size in args.sizes
+        for config in args.configs
+        for library, peer_config in CONFIGS[config]
+    ]
+    # Timing: `--rounds` passes over the whole grid, each row in a fresh process per pass; a row's time is
+    # the median of its per-pass medians, so a burst of load from another job spoils one pass, not the row.
+    round_medians: dict[tuple[int, str, str, str], list[float]] = {key: [] for key in grid}
+    round_samples: dict[tuple[int, str, str, str], list[int]] = {key: [] for key in grid}
+    errors: dict[tuple[int, str, str, str], str | None] = dict.fromkeys(grid)
+    for _ in range(max(1, args.rounds)):
+        for key in grid:
+            if errors[key]:
+                continue
+            batch_size, config, library, peer_config = key
+            timing = run_worker(library, "time", peer_config, batch_size, args)
+            errors[key] = timing.get("error")
+            if not errors[key]:
+                round_medians[key].append(timing["median_ms"])
+                round_samples[key].append(len(timing["ms"]))
     rows: list[dict[str, Any]] = []
-    for batch_size in args.sizes:
-        for config in args.configs:
-            for library, peer_config in CONFIGS[config]:
-                row: dict[str, Any] = {"batch_size": batch_size, "config": config, "library": library}
-                row["impl"] = LABELS[(library, peer_config)]
-                timing = run_worker(library, "time", peer_config, batch_size, args)
-                row["median_ms"] = timing.get("median_ms")
-                row["n_samples"] = len(timing.get("ms", []))
-                row["error"] = timing.get("error")
-                peaks: list[float] = []
-                for _ in range(max(1, args.mem_repeat) if not row["error"] else 0):
-                    memory = run_worker(library, "mem", peer_config, batch_size, args)
-                    if memory.get("error"):
-                        row["error"] = memory["error"]
-                        break
-                    peaks.append(memory["peak_mb"])
-                row["peak_mb_samples"] = peaks
-                row["peak_mb"] = statistics.median(peaks) if peaks and not row["error"] else None
-                if library in ("omlcore", "oml"):
-                    value = run_worker(library, "value", peer_config, batch_size, args) if not row["error"] else {}
-                    row["loss"] = value.get("loss")
-                elif not row["error"]:
-                    row["loss"] = run_worker(library, "value", peer_config, batch_size, args).get("loss")
-                rows.append(row)
-                print(
-                    f"B={batch_size:5d} {config:4s} {row['impl']:52s} {_fmt(row['median_ms'], 2):>12s} ms"
-                    f" (n={row['n_samples']:2d})  peak {_fmt(row['peak_mb']):>9s} MB  loss {row.get('loss')}"
-                    + (f"  [{row['error']}]" if row["error"] else ""),
-                    flush=True,
-                )
+    for key in grid:
+        batch_size, config, library, peer_config = key
+        row: dict[str, Any] = {"batch_size": batch_size, "config": config, "library": library}
+        row["impl"] = LABELS[(library, peer_config)]
+        row["error"] = errors[key]
+        row["round_median_ms"] = round_medians[key]
+        row["median_ms"] = statistics.median(round_medians[key]) if round_medians[key] and not row["error"] else None
+        row["n_samples"] = sum(round_samples[key])
+        peaks: list[float] = []
+        for _ in range(max(1, args.mem_repeat) if not row["error"] else 0):
+            memory = run_worker(library, "mem", peer_config, batch_size, args)
+            if memory.get("error"):
+                row["error"] = memory["error"]
+                break
+            peaks.append(memory["peak_mb"])
+        row["peak_mb_samples"] = peaks
+        row["peak_mb"] = statistics.median(peaks) if peaks and not row["error"] else None
+        if not row["error"]:
+            row["loss"] = run_worker(library, "value", peer_config, batch_size, args).get("loss")
+        rows.append(row)
+        print(
+            f"B={batch_size:5d} {config:4s} {row['impl']:52s} {_fmt(row['median_ms'], 2):>12s} ms"
+            f" (n={row['n_samples']:2d})  peak {_fmt(row['peak_mb']):>9s} MB  loss {row.get('loss')}"
+            + (f"  [{row['error']}]" if row["error"] else ""),
+            flush=True,
+        )
 
     # ratios against the fastest / leanest peer of the same (B, config), and value agreement with OML
     print("\n| B | config | library | median ms | peak MB | ratio time omlcore/fastest | ratio mem omlcore/leanest |")
