@@ -7,15 +7,16 @@ rows, then times ONE evaluation (wall clock, data generation excluded). Memory: 
 
 Rows (``--rows`` chooses; all by default):
 
-- ``bare``: chunked ``q @ g.T`` + ``topk(5)`` over 1,024-query chunks, only the top-k kept, plus vectorised
-  metrics from the top-k labels (the floor);
+- ``bare``: chunked ``q @ g.T`` (into one reused 1,024 x N buffer) + ``topk(5)`` over 1,024-query chunks, only
+  the top-k indices kept, plus vectorised metrics from the top-k labels (the floor: no distances, no tie order);
 - ``omlcore``: ``omlcore_metrics.functional.retrieval_metrics(..., cmc_top_k=(1, 5), precision_top_k=(5,),
   map_top_k=(5,), map_at_r=True)``, default backend ``"torch"`` (exact, total tie order);
 - ``oml`` / ``pml``: ``peer_runner.py`` in the peer venv (``--peer-python``);
 - ``big``: omlcore alone on 10,000 queries x 1,000,000 gallery x 128-d (100,000 labels x 10); data alone
   is ~517 MB, reported separately.
 
-``--repeat N`` runs every row N times (round-robin, so load from other jobs spreads over all of them).
+``--repeat N`` runs every row N times (round-robin, so load from other jobs spreads over all of them). Each
+record also holds the process's CPU seconds (all threads) and the 1-minute load average before and after.
 Checks: omlcore's per-query cmc/precision/map equal OML's (max |difference| printed), map@R and cmc@1
 equal PML's mean_average_precision_at_r / precision_at_1 and the bare baseline's.
 
@@ -165,7 +166,8 @@ def orchestrate(args: argparse.Namespace) -> None:
                 rec = _run(cmd)
                 results[row].append(rec)
                 print(
-                    f"[{rep + 1}/{args.repeat}] {row:8s} {rec['seconds']:7.2f} s  peak RSS {rec['peak_rss_mb']:7.0f} MB"
+                    f"[{rep + 1}/{args.repeat}] {row:8s} {rec['seconds']:7.2f} s (cpu {rec['cpu_seconds']:6.1f} s,"
+                    f" load {rec['load1_before']:.1f}->{rec['load1_after']:.1f})  peak RSS {rec['peak_rss_mb']:7.0f} MB"
                     f"  (+{rec['delta_rss_mb']:.0f} MB over data)  {rec.get('values')}",
                     flush=True,
                 )
