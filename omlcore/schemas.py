@@ -30,6 +30,7 @@ __all__ = [
     "TrainDataSection",
     "TrainerSection",
     "ValidateConfig",
+    "batching_issues",
     "iter_slots",
     "slot_kind",
 ]
@@ -182,6 +183,16 @@ class SchedulingSection(_Strict):
     monitor: str | None = Field(None, description="Metric for reduce_on_plateau.")
 
 
+def batching_issues(sampler: ComponentSpec | None, data: TrainDataSection) -> list[ConfigIssue]:
+    """A training config has exactly one way to make batches: a ``sampler`` or ``data.batch_size_train``."""
+    if sampler is None and data.batch_size_train is None:
+        return [ConfigIssue("data.batch_size_train", "is required when no sampler is set (sampler: null)")]
+    if sampler is not None and data.batch_size_train is not None:
+        why = f"is not used with a sampler ({sampler.name!r} decides the batches); remove it"
+        return [ConfigIssue("data.batch_size_train", why)]
+    return []
+
+
 class _PipelineConfig(_Strict):
     seed: int = Field(42, description="Seeds python, numpy and torch (and data-loader workers).")
 
@@ -211,16 +222,7 @@ class TrainConfig(_PipelineConfig):
     )
 
     def cross_field_issues(self) -> list[ConfigIssue]:
-        issues = []
-        if self.sampler is None and self.data.batch_size_train is None:
-            issues.append(ConfigIssue("data.batch_size_train", "is required when no sampler is set (sampler: null)"))
-        if self.sampler is not None and self.data.batch_size_train is not None:
-            issues.append(
-                ConfigIssue(
-                    "data.batch_size_train",
-                    f"is not used with a sampler ({self.sampler.name!r} decides the batches); remove it",
-                )
-            )
+        issues = batching_issues(self.sampler, self.data)
         if self.scheduling and self.scheduling.monitor and self.scheduling.interval == "step":
             issues.append(
                 ConfigIssue(

@@ -23,6 +23,7 @@ _LAZY = {
     "PredictResult": "omlcore_lightning.pipelines",
     "expected_metric_names": "omlcore_lightning.pipelines",
     "ExtractorModule": "omlcore_lightning.module",
+    "optimizers_config": "omlcore_lightning.module",
     "param_groups": "omlcore_lightning.module",
     "MetricValCallback": "omlcore_lightning.callbacks",
     "GracefulInterrupt": "omlcore_lightning.callbacks",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from omlcore_lightning.callbacks import GracefulInterrupt as GracefulInterrupt
     from omlcore_lightning.callbacks import MetricValCallback as MetricValCallback
     from omlcore_lightning.module import ExtractorModule as ExtractorModule
+    from omlcore_lightning.module import optimizers_config as optimizers_config
     from omlcore_lightning.module import param_groups as param_groups
     from omlcore_lightning.pipelines import PredictResult as PredictResult
     from omlcore_lightning.pipelines import RunResult as RunResult

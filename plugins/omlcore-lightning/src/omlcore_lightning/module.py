@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ExtractorModule", "param_groups"]
+__all__ = ["ExtractorModule", "optimizers_config", "param_groups"]
 
 OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -26,6 +26,23 @@ def param_groups(extractor: Any, loss: Any = None) -> list[dict[str, Any]]:
     if loss_params:
         groups.append({"params": loss_params})
     return groups
+
+
+def optimizers_config(
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    interval: Literal["step", "epoch"],
+    frequency: int,
+    monitor: str | None,
+) -> Any:
+    """What ``configure_optimizers`` returns for an optimizer and an optional scheduler, stepped every
+    ``frequency`` steps or epochs (``interval``); ``monitor`` is the metric a ``reduce_on_plateau`` watches."""
+    if scheduler is None:
+        return optimizer
+    config: dict[str, Any] = {"scheduler": scheduler, "interval": interval, "frequency": frequency}
+    if monitor is not None:
+        config["monitor"] = monitor
+    return {"optimizer": optimizer, "lr_scheduler": config}
 
 
 class ExtractorModule(pl.LightningModule):
@@ -104,14 +121,9 @@ class ExtractorModule(pl.LightningModule):
             sch, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         )
         scheduler = sch if is_scheduler else sch(optimizer)
-        config: dict[str, Any] = {
-            "scheduler": scheduler,
-            "interval": self.scheduler_interval,
-            "frequency": self.scheduler_frequency,
-        }
-        if self.scheduler_monitor is not None:
-            config["monitor"] = self.scheduler_monitor
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return optimizers_config(
+            optimizer, scheduler, self.scheduler_interval, self.scheduler_frequency, self.scheduler_monitor
+        )
 
     # ---- freezing ---------------------------------------------------------------------------------
     def set_frozen(self, frozen: bool) -> None:

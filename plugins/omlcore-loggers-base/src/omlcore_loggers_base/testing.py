@@ -29,6 +29,7 @@ __all__ = [
     "make_figure",
     "png_image",
     "require_pipeline",
+    "sdk_imports_of_plugin",
     "train_on_mock",
 ]
 
@@ -159,6 +160,19 @@ PIPELINE_MODULES = (
     "omlcore_metrics",
 )
 """The plugins ``examples/configs/train.yaml`` needs (``omlcore train`` and its components)."""
+
+
+def sdk_imports_of_plugin(package: str) -> set[str]:
+    """The :data:`SDK_MODULES` loaded, in a fresh interpreter, by importing ``package`` and its ``logger``
+    module and running ``omlcore plugins list`` (what must stay free of SDKs until a logger is built)."""
+    code = f"""
+        import contextlib, io
+        import {package}, {package}.logger
+        from omlcore.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["plugins", "list"]) == 0
+    """
+    return imported_modules(code) & set(SDK_MODULES)
 
 
 def require_pipeline(config: Path) -> None:

@@ -22,6 +22,7 @@ from omlcore.schemas import (
     Slot,
     TrainDataSection,
     TrainerSection,
+    batching_issues,
 )
 
 __all__ = ["PIPELINE", "EmbeddingsCacheSection", "TrainPostprocessorConfig"]
@@ -71,13 +72,7 @@ class TrainPostprocessorConfig(_Strict):
 
     def cross_field_issues(self) -> list[ConfigIssue]:
         """Problems that involve several keys (phase 1, no plugin imported)."""
-        issues = []
-        if self.sampler is None and self.data.batch_size_train is None:
-            issues.append(ConfigIssue("data.batch_size_train", "is required when no sampler is set (sampler: null)"))
-        if self.sampler is not None and self.data.batch_size_train is not None:
-            issues.append(
-                ConfigIssue("data.batch_size_train", f"is not used with a sampler ({self.sampler.name!r}); remove it")
-            )
+        issues = batching_issues(self.sampler, self.data)
         devices = self.trainer.devices
         if (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1):
             issues.append(ConfigIssue("trainer.devices", "train_postprocessor runs on one device; set devices: 1"))

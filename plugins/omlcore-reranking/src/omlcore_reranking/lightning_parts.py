@@ -99,17 +99,13 @@ class PairwiseModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         if self._optimizer is None:
             raise RuntimeError("PairwiseModule was built without an optimizer; it can only be used for inference")
+        from omlcore_lightning.module import optimizers_config
+
         optimizer = self._optimizer([{"params": list(self.model.parameters())}])
-        if self._scheduler is None:
-            return optimizer
-        schedule: dict[str, Any] = {
-            "scheduler": self._scheduler(optimizer),
-            "interval": self.scheduler_interval,
-            "frequency": self.scheduler_frequency,
-        }
-        if self.scheduler_monitor:
-            schedule["monitor"] = self.scheduler_monitor
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
+        scheduler = None if self._scheduler is None else self._scheduler(optimizer)
+        return optimizers_config(
+            optimizer, scheduler, self.scheduler_interval, self.scheduler_frequency, self.scheduler_monitor or None
+        )
 
 
 class RerankValidation(Callback):
