@@ -58,17 +58,27 @@ any plugin (or the docs example) needs it; typecheck too, because mypy must see 
 per torch session: one small .pth file and a constraints file; the shared folder (~5.5 GB) is installed
 in ~1 minute, once. Clean up with ``rm -rf .torch`` (old keys are not pruned automatically).
 ``OMLCORE_TORCH_DIR`` moves the store (e.g. to share it between clones).
+
+Disk
+----
+A full run keeps ~19 GB of venvs and temporary files besides the shared torch (the heaviest venvs,
+with every plugin's dependencies, are ~1.4 GB each). ``OMLCORE_NOX_DISCARD_VENVS=1`` (set by
+``.ci/run``, which starts from a clean clone and never reuses a venv) deletes each session's venv, and
+the temporary folder inside it, as soon as the session ends, and logs the free space left: a CI run
+then peaks at the shared torch plus one session's venv. pytest keeps only the ``tmp_path`` folders of
+failed tests (``tmp_path_retention_policy`` in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -105,6 +115,8 @@ TORCH_DEPENDENT = TORCH_DISTS | {"lightning", "pytorch-lightning", "timm"}
 TORCH_STORE = Path(os.environ.get("OMLCORE_TORCH_DIR", str(ROOT / ".torch"))).resolve()
 TORCH_PTH = "_omlcore_shared_torch.pth"
 TORCH_MARKER = "shared-torch.json"
+TORCH_INSTALL_GB = 6  # what pip needs for the CUDA build of torch 2.14 + torchvision (x86_64)
+DISCARD_VENVS = os.environ.get("OMLCORE_NOX_DISCARD_VENVS", "") not in ("", "0")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,7 +251,10 @@ def shared_torch_site(session: nox.Session, info: dict[str, Any], python: str = 
         if (final / TORCH_MARKER).is_file():
             session.log(f"shared torch: reusing {final}")
             return final / "site"
-        session.log(f"shared torch: installing {' '.join(TORCH_REQUIREMENTS)} into {final} (once)")
+        free = _free_gb(TORCH_STORE)  # the lock above created the folder
+        session.log(f"shared torch: installing {' '.join(TORCH_REQUIREMENTS)} into {final} (once; {free:.1f} GB free)")
+        if free < TORCH_INSTALL_GB:
+            session.warn(f"shared torch: needs ~{TORCH_INSTALL_GB} GB of disk and only {free:.1f} GB are free")
         # Holding the lock, any <key>.tmp-* folder is the leftover of an interrupted install; so is a
         # <key> folder without the marker.
         for leftover in [*TORCH_STORE.glob(f"{key}.tmp-*"), final]:
@@ -320,11 +335,36 @@ def install_everything(session: nox.Session) -> None:
     session.install(*constraints, "-e", ".", *editable(PLUGINS), *(p.rel for p in example), *dependency_group("test"))
 
 
+def _free_gb(path: Path) -> float:
+    return shutil.disk_usage(path).free / 1e9
+
+
+def discard_venv_after(func: Callable[..., None]) -> Callable[..., None]:
+    """With ``OMLCORE_NOX_DISCARD_VENVS=1``, delete the session's venv (tmp/ included) when it ends.
+
+    It runs whether the session passed or failed, so one failing session cannot starve the next ones
+    of disk. Only a folder that holds a ``pyvenv.cfg`` is deleted; the shared torch store is not touched.
+    """
+
+    @functools.wraps(func)
+    def wrapper(session: nox.Session, *args: Any, **kwargs: Any) -> None:
+        try:
+            func(session, *args, **kwargs)
+        finally:
+            location = getattr(session.virtualenv, "location", None)
+            if DISCARD_VENVS and location and (Path(location) / "pyvenv.cfg").is_file():
+                shutil.rmtree(location, ignore_errors=True)
+                session.log(f"discarded the venv {location}; {_free_gb(ROOT):.1f} GB free")
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------------
 # Sessions
 
 
 @nox.session(reuse_venv=True)
+@discard_venv_after
 def lint(session: nox.Session) -> None:
     session.install(*dependency_group("lint"))
     session.run("ruff", "check", ".")
@@ -332,6 +372,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(reuse_venv=True)
+@discard_venv_after
 def typecheck(session: nox.Session) -> None:
     constraints = prepare_venv(session, PLUGINS)
     session.install(*constraints, "-e", ".", *editable(PLUGINS), *dependency_group("typecheck"))
@@ -344,6 +385,7 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(reuse_venv=True)
+@discard_venv_after
 def tests_core(session: nox.Session) -> None:
     constraints = prepare_venv(session, [])
     session.install(*constraints, "-e", ".", *dependency_group("test"))
@@ -352,6 +394,7 @@ def tests_core(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True)
 @nox.parametrize("plugin", [p.folder for p in PLUGINS], ids=[p.folder for p in PLUGINS])
+@discard_venv_after
 def tests_plugin(session: nox.Session, plugin: str) -> None:
     projects = local_closure([PLUGINS_BY_FOLDER[plugin]])
     constraints = prepare_venv(session, projects)
@@ -360,6 +403,7 @@ def tests_plugin(session: nox.Session, plugin: str) -> None:
 
 
 @nox.session(reuse_venv=True)
+@discard_venv_after
 def tests_all(session: nox.Session) -> None:
     install_everything(session)
     session.run("omlcore", "plugins", "check")
@@ -367,6 +411,7 @@ def tests_all(session: nox.Session) -> None:
 
 
 @nox.session(reuse_venv=True)
+@discard_venv_after
 def schemas(session: nox.Session) -> None:
     """Check schemas/ against the code (default), or regenerate it with ``-- --write``."""
     write = "--write" in session.posargs
@@ -380,6 +425,7 @@ def schemas(session: nox.Session) -> None:
 
 
 @nox.session(reuse_venv=True)
+@discard_venv_after
 def build(session: nox.Session) -> None:
     session.install("build", "virtualenv")
     tmp = Path(session.create_tmp()).resolve()
@@ -427,6 +473,7 @@ def _build_wheel(session: nox.Session, source: Path, outdir: Path) -> Path:
 
 
 @nox.session(reuse_venv=True)
+@discard_venv_after
 def docs(session: nox.Session) -> None:
     install_everything(session)
     session.run("pytest", "tests/test_docs.py", *session.posargs)
