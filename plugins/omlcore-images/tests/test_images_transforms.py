@@ -35,6 +35,7 @@ def test_entry_points_are_declared() -> None:
         ("norm_torch", {}, (3, 50, 70)),
         ("norm_resize_torch", {"im_size": 32}, (3, 32, 32)),
         ("augs_torch", {"im_size": 24}, (3, 24, 24)),
+        ("augs_torch", {"im_size": 24, "hflip": 0, "min_scale": 0.7, "rotation": 10, "jitter": 0.2}, (3, 24, 24)),
         ("augs_hypvit_torch", {}, (3, 224, 224)),
         ("augs_hypvit_torch", {"im_size": 40, "min_scale": 0.5}, (3, 40, 40)),
         ("norm_resize_hypvit_torch", {"im_size": 64, "crop_size": 48}, (3, 48, 48)),
@@ -54,6 +55,55 @@ def test_normalisation_values() -> None:
         img
     )
     assert torch.allclose(out[:, 0, 0], torch.tensor([1.0, -1.0, 128 / 255 * 2 - 1]), atol=1e-6)
+
+
+def test_augs_torch_without_flip_keeps_the_left_right_order() -> None:
+    # left half black, right half white: a flip would swap them; no jitter, so the values are exact
+    img = Image.new("RGB", (8, 8), (255, 255, 255))
+    img.paste((0, 0, 0), (0, 0, 4, 8))
+    mean_std = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    flip = omlcore.build(
+        "transform", {"name": "augs_torch", "args": {"im_size": 8, "hflip": 1.0, "jitter": 0, **mean_std}}
+    )
+    keep = omlcore.build(
+        "transform", {"name": "augs_torch", "args": {"im_size": 8, "hflip": 0, "jitter": 0, **mean_std}}
+    )
+    assert keep(img)[:, :, 0].max() == 0.0
+    assert keep(img)[:, :, -1].min() == 1.0
+    assert flip(img)[:, :, 0].min() == 1.0
+    assert flip(img)[:, :, -1].max() == 0.0
+
+
+def test_augs_torch_rotation_fills_corners_with_white() -> None:
+    img = Image.new("RGB", (32, 32), (0, 0, 0))
+    t = omlcore.build(
+        "transform",
+        {
+            "name": "augs_torch",
+            "args": {"im_size": 32, "hflip": 0, "jitter": 0, "rotation": 45, "mean": [0, 0, 0], "std": [1, 1, 1]},
+        },
+    )
+    torch.manual_seed(0)
+    outs = [t(img) for _ in range(8)]
+    # a black square turned by up to 45 degrees: white (1.0) shows in a corner whenever the angle is not ~0
+    assert any(float(o[:, 0, 0].min()) == 1.0 for o in outs)
+    assert all(float(o[:, 16, 16].max()) == 0.0 for o in outs)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ({"hflip": 1.5}, "hflip is a probability"),
+        ({"min_scale": 0.0}, "min_scale"),
+        ({"rotation": -1}, "rotation and jitter"),
+        ({"jitter": -0.1}, "rotation and jitter"),
+    ],
+)
+def test_augs_torch_rejects_bad_knobs(args: dict[str, Any], match: str) -> None:
+    from omlcore_images.transforms import augs_torch
+
+    with pytest.raises(ValueError, match=match):
+        augs_torch(im_size=16, **args)
 
 
 def test_numpy_input_is_accepted() -> None:

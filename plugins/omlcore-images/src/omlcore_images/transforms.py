@@ -67,21 +67,43 @@ def norm_resize_torch(
 
 
 def augs_torch(
-    im_size: int, mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD
+    im_size: int,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    hflip: float = 0.5,
+    min_scale: float = 1.0,
+    rotation: float = 0.0,
+    jitter: float = 0.25,
 ) -> Transform:
-    """Training augmentations: square resize, horizontal flip and colour jitter, then normalise."""
+    """Training augmentations: square resize, horizontal flip and colour jitter, then normalise.
+
+    The defaults are OML's. For data whose mirror image is another class (arrows, letters, logos) set
+    ``hflip: 0``. ``min_scale < 1`` replaces the plain resize by a random resized crop covering
+    ``min_scale..1`` of the image (aspect ratio 3/4..4/3); ``rotation`` adds a random rotation of up to
+    that many degrees either way (the corners filled with white); ``jitter`` is the brightness, contrast
+    and saturation strength (hue gets a fifth of it; 0 turns colour jitter off).
+    """
     from torchvision.transforms import v2  # type: ignore[import-untyped,unused-ignore]
 
     _check_size(im_size=im_size)
-    return v2.Compose(
-        [
-            v2.ToImage(),  # first, so that PIL images and numpy arrays go through the same steps
-            v2.Resize((im_size, im_size), antialias=True),
-            v2.RandomHorizontalFlip(p=0.5),
-            v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.05),
-            *_to_normalised_tensor(mean, std),
-        ]
-    )
+    if not 0.0 <= hflip <= 1.0:
+        raise ValueError(f"hflip is a probability in [0, 1], got {hflip}")
+    if not 0.0 < min_scale <= 1.0:
+        raise ValueError(f"min_scale is the smallest fraction of the image a crop keeps, in (0, 1], got {min_scale}")
+    if rotation < 0 or jitter < 0:
+        raise ValueError(f"rotation and jitter must be >= 0, got rotation={rotation}, jitter={jitter}")
+    steps: list[Any] = [v2.ToImage()]  # first, so that PIL images and numpy arrays go through the same steps
+    if min_scale < 1.0:
+        steps.append(v2.RandomResizedCrop((im_size, im_size), scale=(min_scale, 1.0), antialias=True))
+    else:
+        steps.append(v2.Resize((im_size, im_size), antialias=True))
+    if rotation > 0:
+        steps.append(v2.RandomRotation(rotation, fill=255))
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(p=hflip))
+    if jitter > 0:
+        steps.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(jitter / 5, 0.5)))
+    return v2.Compose([*steps, *_to_normalised_tensor(mean, std)])
 
 
 def augs_hypvit_torch(
