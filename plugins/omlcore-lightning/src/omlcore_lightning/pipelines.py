@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -418,8 +419,9 @@ class _DataModule(pl.LightningDataModule):
 class _RunRecorder(Callback):
     """Appends each validation's record to ``metrics.json`` and keeps the file in step with checkpoints.
 
-    A record is ``{"epoch", "step", "metrics": {...}}`` plus ``"train_loss"`` (the epoch's mean) in
-    training runs, where it is written at the end of the epoch. Checkpoints remember how many records
+    A record is ``{"epoch", "step", "metrics": {...}}`` plus, in training runs, where it is written at the
+    end of the epoch, ``"train_loss"`` (the epoch's mean) and ``"elapsed_s"`` (wall-clock seconds of
+    ``fit`` so far, validation included, carried over a resume). Checkpoints remember how many records
     existed; resuming drops records written after the checkpoint.
     """
 
@@ -432,12 +434,20 @@ class _RunRecorder(Callback):
         self.records = 0
         self._restored: int | None = None
         self._pending: dict[str, float] | None = None
+        self._elapsed_before = 0.0  # seconds of fit before this process (restored from a checkpoint)
+        self._fit_started: float | None = None
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds of ``fit``, including those before a resume."""
+        running = time.monotonic() - self._fit_started if self._fit_started is not None else 0.0
+        return self._elapsed_before + running
 
     def state_dict(self) -> dict[str, Any]:
-        return {"records": self.records}
+        return {"records": self.records, "elapsed_s": self.elapsed()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = int(state_dict["records"])
+        self._elapsed_before = float(state_dict.get("elapsed_s", 0.0))
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -452,6 +462,7 @@ class _RunRecorder(Callback):
         self.records = keep
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.monotonic()
         self._sync_file(trainer)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -477,6 +488,8 @@ class _RunRecorder(Callback):
         record: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         if train_loss is not None:
             record["train_loss"] = train_loss
+        if trainer.state.fn == "fit":
+            record["elapsed_s"] = round(self.elapsed(), 3)
         record["metrics"] = self._pending or {}
         if trainer.is_global_zero:
             self.run.append_metrics(record)
