@@ -11,6 +11,10 @@
 Under ``torch.distributed`` every process sees only its shard; ``compute`` gathers the shards from all
 processes, drops repeated dataset indices (a distributed sampler pads its shards by repeating samples)
 and sorts by index, so each process computes the same metrics as one process over the whole dataset.
+
+With a ``postprocessor`` (a re-ranker such as omlcore-reranking's ``pairwise_embeddings``), every query's
+top-k is post-processed before the per-query metrics are computed; see
+:mod:`omlcore_metrics.postprocessing` for what changes and what does not.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from omlcore.protocols import RetrievalPostprocessor
 from omlcore_metrics.functional import (
     OVERALL,
     MetricKey,
@@ -31,6 +36,7 @@ from omlcore_metrics.functional import (
     _resolve_backend,
     retrieval_metrics,
 )
+from omlcore_metrics.postprocessing import postprocessed_retrieval_metrics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,6 +56,20 @@ def flatten_metrics(nested: Mapping[str, Mapping[str, Mapping[Any, float]]]) -> 
         for metric, per_key in per_metric.items()
         for key, value in per_key.items()
     }
+
+
+class _SampleRows:
+    """Row ``r`` is item ``indices[r]`` of ``dataset``: a dataset indexed by sample index, seen by row."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, row: int) -> Any:
+        return self.dataset[self.indices[int(row)]]
 
 
 def _is_distributed() -> bool:
@@ -79,6 +99,15 @@ class EmbeddingMetrics:
         backend: name of the kNN backend (group ``omlcore.knn``).
         sync_ddp: gather from every process when ``torch.distributed`` is initialised.
         verbose: print the metrics after ``compute_metrics`` (on rank 0 only).
+        postprocessor: a :class:`~omlcore.protocols.RetrievalPostprocessor` applied to every query's
+            top-k before the per-query metrics (the search goes at least ``top_n`` deep). The metrics
+            reported are those asked for; ``fnmr@fmr`` and ``pcf`` do not depend on it. Under DDP every
+            process applies it to all queries (the storage is gathered on every process).
+        postprocessor_dataset: for a postprocessor whose ``reads`` is ``"items"`` (e.g. images):
+            a map-style dataset indexed by the *dataset index* of each item (``update_data``'s
+            ``indices`` or the batch's ``indices_key``), usually the validation dataset itself, possibly
+            with other transforms. Unused otherwise; a postprocessor reading ``"embeddings"`` gets the
+            gathered embeddings.
     """
 
     def __init__(
@@ -109,6 +138,8 @@ class EmbeddingMetrics:
         backend: str = "torch",
         sync_ddp: bool = True,
         verbose: bool = False,
+        postprocessor: RetrievalPostprocessor | None = None,
+        postprocessor_dataset: Any = None,
     ) -> None:
         named_ks = (
             ("cmc_top_k", cmc_top_k),
@@ -155,6 +186,25 @@ class EmbeddingMetrics:
         self.metrics_to_exclude_from_visualization = tuple(metrics_to_exclude_from_visualization)
         self.visualize_only_overall_category = visualize_only_overall_category
         self.log_images = log_images
+        if postprocessor is not None and not callable(getattr(postprocessor, "process", None)):
+            raise TypeError(f"postprocessor must have process(...), got {type(postprocessor).__name__}")
+        reads = getattr(postprocessor, "reads", None)
+        if postprocessor is None and postprocessor_dataset is not None:
+            raise ValueError("postprocessor_dataset is given without a postprocessor: pass both or neither")
+        if reads == "items" and postprocessor_dataset is None:
+            raise ValueError(
+                f"the postprocessor {type(postprocessor).__name__} reads dataset items (e.g. images): pass "
+                f"postprocessor_dataset, indexed by the dataset index of each item"
+            )
+        if postprocessor_dataset is not None and reads == "items":
+            for attr in ("__getitem__", "__len__"):
+                if not hasattr(postprocessor_dataset, attr):
+                    raise TypeError(
+                        f"postprocessor_dataset must be a map-style dataset (with {attr}), got "
+                        f"{type(postprocessor_dataset).__name__}"
+                    )
+        self.postprocessor = postprocessor
+        self.postprocessor_dataset = postprocessor_dataset
         self.backend = backend
         self.sync_ddp = sync_ddp
         self.verbose = verbose
@@ -338,11 +388,8 @@ class EmbeddingMetrics:
             sequence = [None if isinstance(s, int) and s < 0 else s for s in sequence]
         knn = _resolve_backend(self.backend)
         self.distance = _knn_metric(knn)
-        self.result = retrieval_metrics(
-            storage["embeddings"],
-            storage["labels"],
-            storage["is_query"],
-            storage["is_gallery"],
+        arrays = (storage["embeddings"], storage["labels"], storage["is_query"], storage["is_gallery"])
+        kwargs: dict[str, Any] = dict(
             categories=categories,
             sequence=sequence,
             cmc_top_k=self.cmc_top_k,
@@ -359,11 +406,32 @@ class EmbeddingMetrics:
             no_positive=self.no_positive,
             backend=knn,
         )
+        if self.postprocessor is None:
+            self.result = retrieval_metrics(*arrays, **kwargs)
+        else:
+            self.result = postprocessed_retrieval_metrics(
+                *arrays, self.postprocessor, dataset=self._postprocessor_rows(storage), **kwargs
+            )
         self.metrics = self.result.reduced
         self.metrics_unreduced = self.result.unreduced
         if self.verbose and (not _is_distributed() or torch.distributed.get_rank() == 0):
             print("\n".join(f"{k}: {v:.4f}" for k, v in flatten_metrics(self.metrics).items()))
         return self.metrics
+
+    def _postprocessor_rows(self, storage: Mapping[str, Any]) -> Any:
+        """What the postprocessor reads, indexed by storage row (the gathered, index-sorted items)."""
+        if getattr(self.postprocessor, "reads", None) != "items":
+            return storage["embeddings"]
+        dataset = self.postprocessor_dataset
+        idx: Tensor = storage["idx"]
+        size = len(dataset)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
+            bad = idx[(idx < 0) | (idx >= size)][:5].tolist()
+            raise ValueError(
+                f"postprocessor_dataset has {size} items but the metric got dataset indices {bad}: it must be "
+                f"the dataset the indices ({self.indices_key!r}) refer to"
+            )
+        return _SampleRows(dataset, idx.tolist())
 
     def compute(self) -> dict[str, float]:
         """The :class:`~omlcore.protocols.RetrievalMetric` result: flat names (``"OVERALL/cmc/1"``) to floats."""

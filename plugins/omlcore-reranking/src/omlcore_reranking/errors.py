@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from omlcore.errors import OmlcoreError
+from omlcore_metrics.errors import PostprocessingError
 
 __all__ = ["InputSizeError", "RerankingError", "StaleEmbeddingsCacheError", "WeightsFileError"]
 
 
-class RerankingError(OmlcoreError, ValueError):
-    """Base class of this plugin's errors (a ``ValueError``: bad input, not a bug)."""
+class RerankingError(PostprocessingError):
+    """Base class of this plugin's errors (a ``ValueError`` and an ``OmlcoreError``: bad input, not a bug).
+
+    A subclass of omlcore-metrics' :class:`~omlcore_metrics.errors.PostprocessingError`, so code
+    that applies any postprocessor (``omlcore validate``, ``EmbeddingMetrics``) catches this plugin's
+    errors with that one class."""
 
 
 class InputSizeError(RerankingError):

@@ -1,9 +1,10 @@
-"""Retrieval metrics after a postprocessor, built on omlcore-metrics' public functions.
+"""Retrieval metrics after a postprocessor: this plugin's names for omlcore-metrics' post-processing.
 
-:func:`reranked_retrieval_metrics` runs :func:`omlcore_metrics.retrieval_metrics` (the exact streaming
-top-k search, deep enough for the postprocessor's ``top_n``), hands the top-k to the postprocessor and
-recomputes the per-query metrics from the new order with omlcore-metrics' helpers (``cmc_at_k``,
-``precision_at_k``, ...). Nothing of size ``Q x G`` is ever built: the postprocessor sees ``(Q, K)``.
+The work is done by :mod:`omlcore_metrics.postprocessing` (which :class:`omlcore_metrics.EmbeddingMetrics`
+and so ``omlcore validate`` use too): :func:`reranked_retrieval_metrics` runs the exact streaming top-k
+search deep enough for the postprocessor's ``top_n``, hands the top-k to the postprocessor and recomputes
+the per-query metrics from the new order. Nothing of size ``Q x G`` is ever built: the postprocessor sees
+``(Q, K)``.
 
 What re-ranking changes and what it does not:
 
@@ -12,72 +13,30 @@ What re-ranking changes and what it does not:
 - ``fnmr@fmr`` and ``pcf`` describe all pairs' distances and the embeddings themselves, not a top-k:
   they are carried over from the search unchanged;
 - the number of positives of each query, and which queries have none, do not change.
+
+Errors of :mod:`omlcore_metrics.postprocessing` (:class:`~omlcore_metrics.errors.PostprocessingError`)
+come out of these functions as :class:`~omlcore_reranking.errors.RerankingError`, a subclass of it.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-import numpy as np
-import torch
-from omlcore_metrics.functional import (
-    OVERALL,
-    MetricsResult,
-    NoPositivePolicy,
-    cmc_at_k,
-    map_at_k,
-    map_at_r,
-    mrr_at_k,
-    ndcg_at_k,
-    precision_at_k,
-    r_precision,
-    recall_at_k,
-    retrieval_metrics,
-)
+from omlcore_metrics.errors import PostprocessingError
+from omlcore_metrics.functional import MetricsResult, NoPositivePolicy
+from omlcore_metrics.postprocessing import postprocess_result, postprocessed_retrieval_metrics
 from torch import Tensor
 
 from omlcore_reranking.errors import RerankingError
 
 __all__ = ["rerank_result", "reranked_retrieval_metrics"]
 
-_RANKED_KS = ("cmc_top_k", "precision_top_k", "map_top_k", "recall_top_k", "mrr_top_k", "ndcg_top_k")
-_NOT_PER_QUERY = ("fnmr@fmr", "pcf")
 
-
-def _label_codes(labels: Any, n: int) -> Tensor:
-    """Integer codes ``(n,)`` with equal codes for equal labels (ints or strings)."""
-    if isinstance(labels, Tensor):
-        if labels.shape != (n,):
-            raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({n},)")
-        codes: Tensor = torch.unique(labels.cpu(), return_inverse=True)[1]
-        return codes.long()
-    items = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
-    if len(items) != n:
-        raise ValueError(f"labels has {len(items)} entries, expected {n}")
-    _, inverse = np.unique(np.asarray(items), return_inverse=True)
-    return torch.as_tensor(inverse.reshape(-1), dtype=torch.long)
-
-
-def _per_query(metric: str, key: Any, gt: Tensor, n_pos: Tensor, n_gallery: int) -> Tensor:
-    k = min(int(key), n_gallery) if metric not in ("map_at_r", "r_precision") else 0
-    if metric == "cmc":
-        return cmc_at_k(gt, k)
-    if metric == "precision":
-        return precision_at_k(gt, n_pos, k)
-    if metric == "map":
-        return map_at_k(gt, k)
-    if metric == "recall":
-        return recall_at_k(gt, n_pos, k)
-    if metric == "mrr":
-        return mrr_at_k(gt, k)
-    if metric == "ndcg":
-        return ndcg_at_k(gt, n_pos, k)
-    if metric == "map_at_r":
-        return map_at_r(gt, n_pos)
-    if metric == "r_precision":
-        return r_precision(gt, n_pos)
-    raise RerankingError(f"rerank_result: do not know how to recompute the per-query metric {metric!r}")
+def _as_reranking_error(exc: PostprocessingError) -> RerankingError:
+    if isinstance(exc, RerankingError):
+        return exc
+    text = str(exc).replace("postprocess_result:", "rerank_result:", 1)
+    return RerankingError(text.replace("postprocessed_retrieval_metrics", "reranked_retrieval_metrics"))
 
 
 def rerank_result(
@@ -97,88 +56,14 @@ def rerank_result(
     with. ``query_chunk``: hand the queries to the postprocessor this many at a time (None: all at once).
 
     ``result.distances`` must hold at least ``min(top_n, G)`` columns; :func:`reranked_retrieval_metrics`
-    takes care of that.
+    takes care of that. See :func:`omlcore_metrics.postprocessing.postprocess_result`.
     """
-    n_labels = labels.shape[0] if isinstance(labels, (Tensor, np.ndarray)) else len(labels)
-    lab = _label_codes(labels, n_labels)
-    n_rows = n_labels
-    q_rows, g_rows = result.query_rows, result.gallery_rows
-    n_q, n_g = q_rows.numel(), g_rows.numel()
-    width = result.distances.shape[1]
-    top_n = getattr(postprocessor, "top_n", None)
-    if top_n is not None and width < min(int(top_n), n_g):
-        raise RerankingError(
-            f"rerank_result: the result holds {width} neighbours per query but the postprocessor re-ranks "
-            f"top_n={top_n}; search deeper (reranked_retrieval_metrics does) or lower top_n"
+    try:
+        return postprocess_result(
+            result, labels, postprocessor, dataset, no_positive=no_positive, query_chunk=query_chunk
         )
-    rows_in = result.retrieved_rows()
-    chunk = query_chunk or max(n_q, 1)
-    parts_d: list[Tensor] = []
-    parts_r: list[Tensor] = []
-    for s in range(0, n_q, chunk):
-        span = slice(s, s + chunk)
-        d, r = postprocessor.process(result.distances[span], rows_in[span], q_rows[span], dataset)
-        if d.shape != result.distances[span].shape or r.shape != d.shape:
-            raise RerankingError(
-                f"rerank_result: {type(postprocessor).__name__}.process returned shapes {tuple(d.shape)} and "
-                f"{tuple(r.shape)} for a ({min(chunk, n_q - s)}, {width}) top-k"
-            )
-        parts_d.append(d.cpu())
-        parts_r.append(r.cpu().long())
-    new_d = torch.cat(parts_d) if parts_d else result.distances.clone()
-    new_rows = torch.cat(parts_r) if parts_r else rows_in.clone()
-    gallery_pos = torch.full((n_rows,), -1, dtype=torch.long)
-    gallery_pos[g_rows] = torch.arange(n_g)
-    present = new_rows >= 0
-    if bool((new_rows >= n_rows).any()):
-        raise RerankingError(f"rerank_result: the postprocessor returned row ids beyond the {n_rows} rows")
-    new_pos = torch.where(present, gallery_pos[new_rows.clamp(min=0)], torch.full_like(new_rows, -1))
-    if bool((present & (new_pos < 0)).any()):
-        bad = new_rows[present & (new_pos < 0)][:5].tolist()
-        raise RerankingError(f"rerank_result: the postprocessor returned rows {bad}, which are not gallery rows")
-    q_lab, g_lab = lab[q_rows], lab[g_rows]
-    gt = (new_pos >= 0) & (g_lab[new_pos.clamp(min=0)] == q_lab[:, None])
-    n_pos = result.n_positives
-    no_pos = result.no_positive_queries
-
-    per_query: dict[str, dict[Any, Tensor]] = {}
-    for metric, values in result.unreduced.get(OVERALL, {}).items():
-        per_query[metric] = {key: _per_query(metric, key, gt, n_pos, n_g) for key in values}
-    if no_pos.numel():
-        fill = float("nan") if no_positive == "skip" else 0.0
-        for values in per_query.values():
-            for v in values.values():
-                v[no_pos] = fill
-    scored = n_pos > 0 if no_positive == "skip" else torch.ones(n_q, dtype=torch.bool)
-    reduced: dict[str, dict[str, dict[Any, float]]] = {}
-    unreduced: dict[str, dict[str, dict[Any, Tensor]]] = {}
-    for group, members in result.group_queries.items():
-        keep = members[scored[members]]
-        unreduced[group] = {m: {key: v[members] for key, v in vals.items()} for m, vals in per_query.items()}
-        red = {
-            m: {key: float(v[keep].mean()) if keep.numel() else float("nan") for key, v in vals.items()}
-            for m, vals in per_query.items()
-        }
-        for m in _NOT_PER_QUERY:
-            if m in result.reduced.get(group, {}):
-                red[m] = dict(result.reduced[group][m])
-        reduced[group] = red
-    return MetricsResult(
-        reduced=reduced,
-        unreduced=unreduced,
-        query_rows=q_rows,
-        gallery_rows=g_rows,
-        distances=new_d,
-        retrieved=new_pos,
-        gt=gt,
-        n_positives=n_pos,
-        no_positive_queries=no_pos,
-        group_queries=dict(result.group_queries),
-    )
-
-
-def _default(name: str) -> Any:
-    return inspect.signature(retrieval_metrics).parameters[name].default
+    except PostprocessingError as exc:
+        raise _as_reranking_error(exc) from exc
 
 
 def reranked_retrieval_metrics(
@@ -201,36 +86,9 @@ def reranked_retrieval_metrics(
     from, by row; default ``embeddings`` (an error for a postprocessor that ``reads`` items).
     ``query_chunk``: see :func:`rerank_result`.
     """
-    if not callable(getattr(postprocessor, "process", None)):
-        raise TypeError(f"postprocessor must have process(...), got {type(postprocessor).__name__}")
-    top_n = getattr(postprocessor, "top_n", None)
-    if dataset is None and getattr(postprocessor, "reads", None) == "items":
-        raise ValueError(
-            f"{type(postprocessor).__name__} reads dataset items (e.g. images): pass dataset=<the dataset whose "
-            f"row i is embedding i>"
+    try:
+        return postprocessed_retrieval_metrics(
+            embeddings, labels, is_query, is_gallery, postprocessor, dataset=dataset, query_chunk=query_chunk, **kwargs
         )
-    n_gallery = int(torch.as_tensor(is_gallery).bool().sum())
-    ks: dict[str, tuple[int, ...]] = {name: tuple(kwargs.get(name, _default(name))) for name in _RANKED_KS}
-    deepest = max((k for values in ks.values() for k in values), default=0)
-    added: int | None = None
-    if top_n is not None and min(int(top_n), n_gallery) > 0 and min(int(top_n), n_gallery) > min(deepest, n_gallery):
-        added = min(int(top_n), n_gallery)
-        kwargs["cmc_top_k"] = (*ks["cmc_top_k"], added)
-    no_positive: NoPositivePolicy = kwargs.get("no_positive", _default("no_positive"))
-    result = retrieval_metrics(embeddings, labels, is_query, is_gallery, **kwargs)
-    out = rerank_result(
-        result,
-        labels,
-        postprocessor,
-        embeddings if dataset is None else dataset,
-        no_positive=no_positive,
-        query_chunk=query_chunk,
-    )
-    if added is not None and added not in ks["cmc_top_k"]:
-        for tables in (out.reduced, out.unreduced):
-            for group in tables.values():
-                cmc: dict[Any, Any] = group.get("cmc", {})
-                cmc.pop(added, None)
-                if not cmc and "cmc" in group:
-                    del group["cmc"]
-    return out
+    except PostprocessingError as exc:
+        raise _as_reranking_error(exc) from exc
