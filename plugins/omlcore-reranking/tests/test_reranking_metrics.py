@@ -201,3 +201,39 @@ def test_an_items_reranker_needs_its_dataset() -> None:
     pp = PairwiseImagesReranker(top_n=3, pairwise_model=TrivialDistanceSiamese())
     with pytest.raises(ValueError, match="reads dataset items"):
         reranked_retrieval_metrics(*args, pp)
+
+
+# ---- through omlcore-metrics' EmbeddingMetrics (what `omlcore validate` uses) ------------------------------
+
+
+@pytest.mark.parametrize("top_n", [2, 7])
+def test_embedding_metrics_with_a_trivial_reranker_equal_those_without(top_n: int) -> None:
+    from omlcore_metrics import EmbeddingMetrics
+
+    from omlcore.registry import build
+
+    data = _data(seed=11)
+    n = data["labels"].numel()
+    indices = torch.randperm(3 * n, generator=torch.Generator().manual_seed(1))[:n]
+    asked = {k: v for k, v in METRICS.items() if k != "map_at_r" and k != "r_precision"}
+    # built from a config, as a pipeline does: the postprocessor is a nested {name, args} slot
+    spec = {
+        "name": "pairwise_embeddings",
+        "args": {"top_n": top_n, "pairwise_model": {"name": "trivial_distance_siamese"}},
+    }
+    with_pp = build("metric", {"name": "retrieval", "args": {**asked, "postprocessor": spec}})
+    assert isinstance(with_pp, EmbeddingMetrics)
+    assert isinstance(with_pp.postprocessor, PairwiseEmbeddingsReranker)
+    plain = EmbeddingMetrics(**asked)
+    for metric, seed in ((with_pp, 2), (plain, 3)):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        for chunk in order.split(16):
+            batch = {"embeddings": data["embeddings"][chunk], "labels": data["labels"][chunk]}
+            batch |= {"is_query": data["is_query"][chunk], "is_gallery": data["is_gallery"][chunk]}
+            batch["categories"] = [data["categories"][i] for i in chunk.tolist()]
+            metric.update_data(batch, indices=indices[chunk])
+        metric.compute_metrics()
+    assert with_pp.result is not None
+    assert plain.result is not None
+    _same(plain.result, with_pp.result)
+    assert with_pp.compute() == plain.compute()
