@@ -63,12 +63,17 @@ class RecordingLogger:
     Args:
         tag: a name telling several instances apart.
         native: hand Lightning a CSVLogger writing to ``run_dir/csv_<tag>`` instead of nothing.
+        fail: fail to start, as a backend without credentials does, after writing into ``run_dir``.
         run_dir: given by the pipeline.
     """
 
     instances: ClassVar[list[RecordingLogger]] = []
 
-    def __init__(self, tag: str = "a", native: bool = False, run_dir: Path | None = None) -> None:
+    def __init__(self, tag: str = "a", native: bool = False, fail: bool = False, run_dir: Path | None = None) -> None:
+        if fail:
+            if run_dir is not None:
+                (run_dir / f"rec_{tag}").mkdir(parents=True, exist_ok=True)
+            raise RuntimeError(f"recording logger {tag!r}: no credentials (set RECORDING_TOKEN)")
         self.tag = tag
         self.native = native
         self.run_dir = run_dir

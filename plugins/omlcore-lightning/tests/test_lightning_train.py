@@ -265,3 +265,27 @@ def test_one_logger_and_a_list_of_loggers(train_config: dict[str, Any]) -> None:
     assert native.metrics == []  # its scalars went to its own Lightning logger
     csv = (two.run_dir / "csv_b" / "metrics.csv").read_text().splitlines()
     assert "OVERALL/cmc/1" in csv[0].split(",")
+
+
+def test_a_logger_that_cannot_start_leaves_no_run_behind(train_config: dict[str, Any], tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    train_config["logger"] = [
+        {"name": "recording", "args": {"tag": "a"}},
+        {"name": "recording", "args": {"fail": True}},
+    ]
+    with pytest.raises(Exception, match="no credentials"):
+        train(train_config, verbose=False)
+    (started,) = RecordingLogger.instances
+    assert started.status == "failed"  # the logger that did start is closed
+    assert not logs.exists() or list(logs.iterdir()) == []  # no half-made run folder
+    # a named folder that existed before is kept, with what it held, and holds no run afterwards
+    named = logs / "mine"
+    named.mkdir(parents=True)
+    (named / "notes.txt").write_text("keep me")
+    with pytest.raises(Exception, match="no credentials"):
+        train(train_config, ["run.logs_folder=mine"], verbose=False)
+    assert (named / "notes.txt").read_text() == "keep me"
+    assert not (named / "config.yaml").exists()
+    train_config["logger"] = None
+    result = train(train_config, ["run.logs_folder=mine", "trainer.max_epochs=1"], verbose=False)
+    assert result.run_dir == named

@@ -11,6 +11,7 @@ as a warning and does not stop the run.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,23 +31,30 @@ def build_loggers(
     """The experiment loggers a config's ``logger`` slot names (empty for ``null``).
 
     The run-time arguments ``run_dir`` (the run folder) and ``tags`` (``run.tags``) are given to each
-    logger whose constructor takes them, unless its ``args`` set them.
+    logger whose constructor takes them, unless its ``args`` set them. If one fails to start (no
+    credentials, server down), those already started are finished as ``"failed"`` and the error raised.
     """
     from omlcore.registry import get_registry
 
     if specs is None:
         return []
     registry = get_registry()
-    out = []
-    for spec in [specs] if isinstance(specs, ComponentSpec) else list(specs):
-        accepts = registry.args_model("logger", spec.name).accepts
-        offered: dict[str, Any] = {"run_dir": run_dir, "tags": list(tags)}
-        runtime = {
-            name: value
-            for name, value in offered.items()
-            if (accepts is None or name in accepts) and name not in spec.args
-        }
-        out.append(registry.build("logger", spec, **runtime))
+    out: list[Any] = []
+    try:
+        for spec in [specs] if isinstance(specs, ComponentSpec) else list(specs):
+            accepts = registry.args_model("logger", spec.name).accepts
+            offered: dict[str, Any] = {"run_dir": run_dir, "tags": list(tags)}
+            runtime = {
+                name: value
+                for name, value in offered.items()
+                if (accepts is None or name in accepts) and name not in spec.args
+            }
+            out.append(registry.build("logger", spec, **runtime))
+    except BaseException:
+        for built in out:  # the ones already started (a list of loggers): close their runs as failed
+            with contextlib.suppress(Exception):
+                built.finish("failed")
+        raise
     return out
 
 

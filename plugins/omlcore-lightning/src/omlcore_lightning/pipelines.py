@@ -588,6 +588,19 @@ def _run_folder_for(run: Any, resume: Path | None) -> RunFolder:
     return RunFolder.create(run.logs_root, run.logs_folder, run.postfix)
 
 
+def _open_loggers(specs: Any, folder: RunFolder, tags: Sequence[str], *, rank0: bool) -> ExperimentLoggers:
+    """The run's experiment loggers (first process only), started before anything is written to the
+    folder: if one cannot start (credentials, server), a folder this run created is removed again, so a
+    failed start leaves no half-made run behind."""
+    if not rank0:
+        return ExperimentLoggers([])
+    try:
+        return ExperimentLoggers(build_loggers(specs, folder.path, tags))
+    except BaseException:
+        folder.discard()
+        raise
+
+
 @contextmanager
 def _shared_run_dir(folder: RunFolder) -> Iterator[None]:
     """Tell processes launched for DDP (they inherit the environment) which run folder to use."""
@@ -757,9 +770,9 @@ def train(
     folder = _run_folder_for(cfg.run, resume_dir)
     resolved = cfg.model_dump(mode="json")
     with _shared_run_dir(folder), _quiet_lightning():
+        loggers = _open_loggers(cfg.logger, folder, cfg.run.tags, rank0=rank0)
         if rank0:
             folder.write_config(resolved)
-        loggers = ExperimentLoggers(build_loggers(cfg.logger, folder.path, cfg.run.tags) if rank0 else [])
         progress = TrainProgress()
         metric_callbacks = []
         if val_ds is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -89,6 +90,8 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.created = False
+        """True when :meth:`create` made the folder in this process (so :meth:`discard` may delete it)."""
 
     @property
     def config_file(self) -> Path:
@@ -129,8 +132,11 @@ class RunFolder:
                     f"run.logs_folder: {str(path)!r} already holds a run. Continue it with "
                     f"'omlcore train --resume {path}', or choose another run.logs_folder."
                 )
+            existed = path.exists()
             path.mkdir(parents=True, exist_ok=True)
-            return cls(path)
+            folder = cls(path)
+            folder.created = not existed
+            return folder
         base = cls.default_name(postfix)
         Path(logs_root).mkdir(parents=True, exist_ok=True)
         for n in range(1, 1000):
@@ -139,8 +145,17 @@ class RunFolder:
                 path.mkdir()
             except FileExistsError:
                 continue
-            return cls(path)
+            folder = cls(path)
+            folder.created = True
+            return folder
         raise ConfigError(f"cannot create a run folder named {base!r} in {str(logs_root)!r}: too many exist")
+
+    def discard(self) -> None:
+        """Undo :meth:`create` for a run that could not start: delete the folder if this process made it
+        (a named folder that existed before, or a resumed run, is left as it is)."""
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.created = False
 
     # ---- config --------------------------------------------------------------------------------------
     def write_config(self, data: Mapping[str, Any]) -> Path:
