@@ -243,6 +243,9 @@ class ValidateConfig(_PipelineConfig):
     transforms_val: ComponentSpec | None = Slot("transform", None, "Validation preprocessing.")
     extractor: ComponentSpec = Slot("extractor")
     postprocessor: ComponentSpec | None = Slot("postprocessor", None, "Re-ranks the top of each result.")
+    transforms_postprocessor: ComponentSpec | None = Slot(
+        "transform", None, "Preprocessing of the items a postprocessor reads (pairwise_images); null: transforms_val."
+    )
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     logger: ComponentSpec | list[ComponentSpec] | None = Slot(
         "logger", None, "Experiment logger, or a list of them; null: only the run folder."

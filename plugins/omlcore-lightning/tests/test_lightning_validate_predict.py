@@ -59,10 +59,74 @@ def test_validate_on_a_dataset_without_validation_rows(
         validate(config, verbose=False)
 
 
-def test_validate_refuses_a_postprocessor(train_config: dict[str, Any]) -> None:
+class _ItemsLabelOracle:
+    """A postprocessor reading items: re-orders each row's first ``top_n`` results, true positives first, by
+    the ``labels`` of the dataset items; records the items' image sizes it saw."""
+
+    reads = "items"
+
+    def __init__(self, top_n: int = 3) -> None:
+        self.top_n = top_n
+        self.sizes: set[tuple[int, ...]] = set()
+
+    def process(self, distances: Any, retrieved: Any, query_ids: Any, dataset: Any) -> tuple[Any, Any]:
+        def label(row: int) -> int:
+            item = dataset[row]
+            self.sizes.add(tuple(item["input_tensors"].shape))
+            return int(item["labels"])
+
+        new_r = retrieved.clone()
+        n = min(self.top_n, retrieved.shape[1])
+        for q in range(retrieved.shape[0]):
+            top = [int(r) for r in retrieved[q, :n] if int(r) >= 0]
+            wanted = label(int(query_ids[q]))
+            ordered = [r for r in top if label(r) == wanted] + [r for r in top if label(r) != wanted]
+            new_r[q, : len(ordered)] = torch.tensor(ordered, dtype=torch.long)
+        return distances.clone(), new_r
+
+
+def test_validate_with_an_items_postprocessor_reranks_by_dataset_index(
+    train_config: dict[str, Any], installed_registry: Any
+) -> None:
+    built: list[_ItemsLabelOracle] = []
+
+    def oracle(top_n: int = 3) -> _ItemsLabelOracle:
+        built.append(_ItemsLabelOracle(top_n))
+        return built[-1]
+
+    installed_registry.register("postprocessor", "items_oracle", oracle)
+    config = _validate_config(train_config, None)
+    config["metrics"] = {"cmc_top_k": [1, 3], "map_top_k": [], "precision_top_k": [], "pcf_variance": []}
+    plain = validate(config, verbose=False)
+    config["postprocessor"] = {"name": "items_oracle", "args": {"top_n": 3}}
+    config["transforms_postprocessor"] = {"name": "norm_resize_torch", "args": {"im_size": 24}}
+    config["run"] = {**config["run"], "logs_folder": "with_oracle"}
+    after = validate(config, verbose=False)
+    assert after.metrics.keys() == plain.metrics.keys()
+    # cmc@3 is what the top 3 hold; the oracle moves a positive of the top 3 to the front
+    assert after.metrics["OVERALL/cmc/3"] == plain.metrics["OVERALL/cmc/3"]
+    assert after.metrics["OVERALL/cmc/1"] == plain.metrics["OVERALL/cmc/3"]
+    assert plain.metrics["OVERALL/cmc/1"] < plain.metrics["OVERALL/cmc/3"], "the data must leave something to lift"
+    assert built[-1].sizes == {(3, 24, 24)}  # the items came through transforms_postprocessor
+    records = json.loads((after.run_dir / "metrics.json").read_text())
+    assert [r["metrics"] for r in records] == [after.metrics]
+
+
+def test_transforms_postprocessor_without_a_postprocessor_is_refused_up_front(
+    train_config: dict[str, Any], tmp_path: Path
+) -> None:
+    config = _validate_config(train_config, None)
+    config["transforms_postprocessor"] = {"name": "norm_resize_torch", "args": {"im_size": 32}}
+    config["data"] = {**config["data"], "dataset_root": str(tmp_path / "no-such-data")}  # checked after the issue
+    with pytest.raises(ConfigValidationError, match=r"transforms_postprocessor.*there is no postprocessor"):
+        validate(config, verbose=False)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_an_unknown_postprocessor_is_refused_before_the_data_is_read(train_config: dict[str, Any]) -> None:
     config = _validate_config(train_config, None)
     config["postprocessor"] = {"name": "whatever"}
-    with pytest.raises(ConfigValidationError):
+    with pytest.raises((ConfigValidationError, ConfigError), match="whatever"):
         validate(config, verbose=False)
 
 

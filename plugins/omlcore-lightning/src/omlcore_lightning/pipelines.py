@@ -294,10 +294,14 @@ def _monitor_issue(path: str, name: str, names: Sequence[str], has_validation: b
     return ConfigIssue(path, f"{name!r} is never logged by this run{why}.{hint} Logged: {shown}")
 
 
-def _make_metric(section: MetricsSection, *, log_images: bool) -> Any:
+def _make_metric(
+    section: MetricsSection, *, log_images: bool, postprocessor: Any = None, postprocessor_dataset: Any = None
+) -> Any:
     from omlcore_metrics.accumulator import EmbeddingMetrics
 
     return EmbeddingMetrics(
+        postprocessor=postprocessor,
+        postprocessor_dataset=postprocessor_dataset,
         cmc_top_k=section.cmc_top_k,
         precision_top_k=section.precision_top_k,
         map_top_k=section.map_top_k,
@@ -901,6 +905,11 @@ def validate(
 ) -> RunResult:
     """Compute the retrieval metrics of an extractor on the validation rows of a dataset.
 
+    With ``postprocessor`` (e.g. omlcore-reranking's ``pairwise_images``), every query's top results are
+    re-ranked before the per-query metrics are computed (the metrics' names do not change). A postprocessor
+    that reads items gets the validation dataset through ``transforms_postprocessor`` (null: the
+    validation transforms, the same dataset object).
+
     Writes a run folder with ``config.yaml``, ``metrics.json`` (one record) and, with
     ``metrics.log_images``, the figures; returns the metrics. ``verbose`` shows the progress bar and the table.
     """
@@ -911,29 +920,52 @@ def validate(
     cfg: ValidateConfig = _as_config(config, overrides, "validate")
     issues = _device_issues(cfg.trainer) + _extra_args_issues(cfg.trainer.extra_args)
     issues = issues or _trainer_issues(cfg.trainer)
-    if cfg.postprocessor is not None:
+    if cfg.transforms_postprocessor is not None and cfg.postprocessor is None:
         issues.append(
             ConfigIssue(
-                "postprocessor",
-                "re-ranking is not supported by the validate pipeline of omlcore-lightning 0.1; remove it",
+                "transforms_postprocessor",
+                "is only used by a postprocessor that reads items (pairwise_images), and there is no "
+                "postprocessor: set postprocessor or remove transforms_postprocessor",
             )
         )
     _check_upfront(issues)
+    postprocessor = _build("postprocessor", cfg.postprocessor)
+    reads = getattr(postprocessor, "reads", None)
+    if cfg.postprocessor is not None and cfg.transforms_postprocessor is not None and reads != "items":
+        _check_upfront(
+            [
+                ConfigIssue(
+                    "transforms_postprocessor",
+                    f"the postprocessor {cfg.postprocessor.name!r} reads {reads or 'no dataset items'}, not items, "
+                    f"so transforms_postprocessor would never be used: remove it",
+                )
+            ]
+        )
     rank0 = env_rank_is_zero()
     _check_data(cfg.data, verbose=verbose and rank0)
     transforms_val = _build("transform", cfg.transforms_val)
-    _, val_ds = get_retrieval_images_datasets(
-        cfg.data.dataset_root,
-        None,
-        transforms_val,
-        dataframe_name=cfg.data.dataframe_name,
-        cache_size=cfg.data.cache_size,
-    )
+
+    def validation_dataset(transforms: Any) -> Any:
+        _, dataset = get_retrieval_images_datasets(
+            cfg.data.dataset_root,
+            None,
+            transforms,
+            dataframe_name=cfg.data.dataframe_name,
+            cache_size=cfg.data.cache_size,
+        )
+        return dataset
+
+    val_ds = validation_dataset(transforms_val)
     if val_ds is None:
         raise ConfigError(
             f"data: {cfg.data.dataset_root / cfg.data.dataframe_name} has no rows with split 'validation', so "
             f"there is nothing to validate on."
         )
+    postprocessor_ds = None
+    if reads == "items":  # indexed like val_ds: the metric's dataset indices are val_ds positions
+        tp = cfg.transforms_postprocessor
+        same = tp is None or tp == cfg.transforms_val
+        postprocessor_ds = val_ds if same else validation_dataset(_build("transform", tp))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     extractor = _build("extractor", cfg.extractor)
     module = ExtractorModule(extractor)
@@ -943,10 +975,14 @@ def validate(
         if rank0:
             folder.write_config(resolved)
         loggers = ExperimentLoggers(build_loggers(cfg.logger, folder.path, cfg.run.tags) if rank0 else [])
-        metric_cb = MetricValCallback(
-            _make_metric(cfg.metrics, log_images=cfg.metrics.log_images),
+        metric = _make_metric(
+            cfg.metrics,
             log_images=cfg.metrics.log_images,
-            figure_sinks=[loggers.log_figure, _figure_saver(folder)],
+            postprocessor=postprocessor,
+            postprocessor_dataset=postprocessor_ds,
+        )
+        metric_cb = MetricValCallback(
+            metric, log_images=cfg.metrics.log_images, figure_sinks=[loggers.log_figure, _figure_saver(folder)]
         )
         recorder = _RunRecorder(folder, [metric_cb], resolved)
         trainer = _trainer(
