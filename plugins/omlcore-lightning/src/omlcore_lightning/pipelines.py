@@ -929,6 +929,7 @@ def validate(
             )
         )
     _check_upfront(issues)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # a pairwise model without weights: reproducible
     postprocessor = _build("postprocessor", cfg.postprocessor)
     reads = getattr(postprocessor, "reads", None)
     if cfg.postprocessor is not None and cfg.transforms_postprocessor is not None and reads != "items":
