@@ -2,6 +2,8 @@
 # Build the one peer venv of all side-by-side benchmarks (samplers, losses, metrics), benchmarks/.venv-peers:
 # open-metric-learning 4.0.0 (OML; needs numpy<2 and, undeclared, omegaconf), pytorch-metric-learning 2.9.0
 # (PML) and faiss-cpu (PML's AccuracyCalculator uses it). They resolve together.
+# OML's training pipelines (benchmarks/emoji/oml_emoji.py) need its "pipelines" extra (pytorch-lightning<=2.1.2,
+# hydra-core), timm (the EfficientNet-Lite0 there), and setuptools<81: lightning 2.1 imports pkg_resources.
 #
 # torch is not installed a second time (~5.5 GB): the venv gets a .pth file pointing at the repository's
 # shared torch store (.torch/<key>/site, see the docstring of noxfile.py), so pip sees torch/torchvision
@@ -48,14 +50,18 @@ for d in metadata.distributions(path=[sys.argv[1]]):
         print(f"{d.metadata['Name']}=={d.version}")
 PY
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --progress-bar=off -c "$pins" \
-    "open-metric-learning==4.0.0" "pytorch-metric-learning==2.9.0" "numpy<2" omegaconf faiss-cpu
+    "open-metric-learning[pipelines]==4.0.0" "pytorch-metric-learning==2.9.0" "numpy<2" omegaconf faiss-cpu \
+    timm "setuptools<81"
 "$venv/bin/python" - <<'PY'
 from importlib import metadata
 
 import faiss
 import numpy
 import torch
+import pytorch_lightning
+import timm
 from oml.functional.knn import batched_knn
+from oml.lightning.pipelines.train import extractor_training_pipeline
 from oml.losses.triplet import TripletLossWithMiner
 from oml.miners.inbatch_all_tri import AllTripletsMiner
 from oml.miners.inbatch_hard_tri import HardTripletsMiner
@@ -67,6 +73,7 @@ from pytorch_metric_learning.miners import TripletMarginMiner
 print(
     "ok: oml", metadata.version("open-metric-learning"),
     "| pml", metadata.version("pytorch-metric-learning"),
+    "| lightning", pytorch_lightning.__version__, "| timm", timm.__version__,
     "| faiss", faiss.__version__, "| numpy", numpy.__version__, "| torch", torch.__version__,
 )
 PY
