@@ -14,7 +14,7 @@ importing this module stays cheap.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -232,18 +232,30 @@ class PairwiseModel(Protocol):
 
 @runtime_checkable
 class RetrievalPostprocessor(Protocol):
-    """Re-ranks the top of a retrieval result (pairwise models, STIR, thresholding).
+    """Post-processes the top of each query's retrieval result: re-ranking (pairwise models, STIR) or
+    thresholding. It works on the streaming top-k of the metrics, never on a ``Q x G`` matrix.
 
-    ``process(distances, retrieved, query_ids, dataset)``: ``distances`` float ``(Q, K)`` sorted
-    ascending per row, ``retrieved`` long ``(Q, K)`` gallery indices in the same order, ``query_ids``
-    long ``(Q,)`` dataset indices of the queries. Returns the new ``(distances, retrieved)`` with the
-    same shapes, each row sorted ascending again; only the first ``top_n`` columns may change.
+    - ``top_n``: how many leading columns of a row it reads and may reorder (a positive ``int``); ``None``
+      when it reads every column (thresholding). A caller searches at least ``min(top_n, G)`` neighbours.
+    - ``reads``: what the ``dataset`` argument of ``process`` must be: ``"embeddings"`` (the float
+      ``(N, D)`` embeddings the search used), ``"items"`` (a map-style dataset, e.g. images through
+      transforms) or ``"nothing"`` (unused).
+    - ``process(distances, retrieved, query_ids, dataset)``: ``distances`` float ``(Q, K)`` sorted
+      ascending per row; ``retrieved`` long ``(Q, K)``: the retrieved items as row indices of ``dataset``
+      (the index space of ``query_ids``), ``-1`` with distance ``inf`` where a row has fewer than ``K``
+      results (padding, always at the row's end); ``query_ids`` long ``(Q,)``: the queries' rows.
+      Returns the new ``(distances, retrieved)``: same shapes and dtypes, each row sorted ascending,
+      padding at the end. Items are never added; an item may be dropped (it becomes padding). Columns
+      after ``top_n`` keep their items and order (their distances may all move by one amount per row, so
+      that the re-ranked items stay ahead). Rows are independent: a caller may split the queries into
+      chunks. Inputs are not modified; the same input gives the same output.
     """
 
-    top_n: int
+    top_n: int | None
+    reads: Literal["embeddings", "items", "nothing"]
 
     def process(self, distances: Tensor, retrieved: Tensor, query_ids: Tensor, dataset: Any) -> tuple[Tensor, Tensor]:
-        """Re-ranked distances and gallery indices."""
+        """The processed distances and retrieved rows."""
         ...
 
 

@@ -1056,20 +1056,26 @@ class TransformFactoryConformance(ComponentConformance):
 class RetrievalPostprocessorConformance(ComponentConformance):
     """Checks a :class:`~omlcore.protocols.RetrievalPostprocessor`.
 
-    A subclass provides the component and, if ``process`` reads items, the ``postprocessor_dataset``
-    fixture (default ``None``) and a matching ``retrieval_result`` fixture, a function
-    ``(n_columns) -> (distances, retrieved, query_ids)`` (default: 4 queries, ids ``0..3``; gallery
-    indices drawn without repetition from ``range(max(n_columns + 5, 20))``; distances random and
-    sorted). Set ``reorders_only = False`` for a postprocessor that may bring new items into the top
-    (the suite otherwise checks that the first ``top_n`` columns are a reordering of the input's).
+    A subclass provides the component and, if ``process`` reads embeddings or items, the
+    ``postprocessor_dataset`` fixture (default ``None``) and a matching ``retrieval_result`` fixture, a
+    function ``(n_columns) -> (distances, retrieved, query_ids)`` (default: 4 queries, ids ``0..3``;
+    retrieved rows drawn without repetition from ``range(max(n_columns + 5, 20))``; distances random and
+    sorted). Set ``reorders_only = False`` for a postprocessor that may bring new items into the top (the
+    suite otherwise checks that the kept items of the first ``top_n`` columns come from the input's), and
+    ``may_drop = True`` for one that may drop items (thresholding; the suite otherwise checks that no item
+    is dropped).
 
-    Checked: ``top_n`` is a positive int; shapes and dtypes kept; rows sorted ascending; columns after
-    ``top_n`` unchanged; the top is a reordering; fewer columns than ``top_n`` works; inputs not
-    modified; same output for the same input.
+    Checked: ``top_n`` is a positive int or ``None`` (every column read); ``reads`` is one of
+    ``"embeddings"``, ``"items"``, ``"nothing"``; shapes and dtypes kept; rows sorted ascending; padding
+    (``-1`` with distance ``inf``) only at a row's end, kept as padding; columns after ``top_n`` keep their
+    items and order, their distances unchanged or all moved by one amount per row; the top is a
+    reordering (minus dropped items); fewer columns than ``top_n`` works; inputs not modified; same output
+    for the same input.
     """
 
     kind = "postprocessor"
     reorders_only: ClassVar[bool] = True
+    may_drop: ClassVar[bool] = False
 
     @pytest.fixture
     def postprocessor_dataset(self) -> Any:
@@ -1106,15 +1112,29 @@ class RetrievalPostprocessorConformance(ComponentConformance):
         assert new_r.dtype == torch.long, f"retrieved dtype {new_r.dtype}, expected torch.int64"
         return new_d, new_r
 
-    def _top_n(self, component: Any) -> int:
+    def _top_n(self, component: Any) -> int | None:
         top_n = component.top_n
-        assert _is_int(top_n), f"top_n is {top_n!r}, not an int"
+        if top_n is None:
+            return None
+        assert _is_int(top_n), f"top_n is {top_n!r}, neither an int nor None"
         assert top_n > 0, f"top_n is {top_n}"
         return int(top_n)
 
+    def _width(self, component: Any) -> int:
+        """Columns of the inputs: a few more than ``top_n`` (8 when every column is read)."""
+        top_n = self._top_n(component)
+        return 8 if top_n is None else top_n + 3
+
     def test_top_n_is_positive_int(self, component: Any) -> None:
-        """``top_n`` is a positive ``int``."""
+        """``top_n`` is a positive ``int``, or ``None`` for a postprocessor reading every column."""
         self._top_n(component)
+
+    def test_reads_is_declared(self, component: Any) -> None:
+        """``reads`` says what ``process``'s ``dataset`` must be."""
+        reads = getattr(component, "reads", "<missing>")
+        assert reads in ("embeddings", "items", "nothing"), (
+            f"reads is {reads!r}; it must be 'embeddings', 'items' or 'nothing'"
+        )
 
     def test_keeps_shapes_and_sorts_rows(
         self,
@@ -1123,10 +1143,33 @@ class RetrievalPostprocessorConformance(ComponentConformance):
         postprocessor_dataset: Any,
     ) -> None:
         """Same shapes and dtypes; each row sorted ascending."""
-        inputs = retrieval_result(self._top_n(component) + 3)
+        inputs = retrieval_result(self._width(component))
         new_d, _ = self._process(component, inputs, postprocessor_dataset)
         unsorted = (new_d[:, 1:] < new_d[:, :-1]).any(dim=1)
         assert not bool(unsorted.any()), f"rows {_some(unsorted.nonzero().flatten().tolist())} are not sorted ascending"
+
+    def test_padding_stays_padding_at_the_end(
+        self,
+        component: Any,
+        retrieval_result: Callable[[int], tuple[Tensor, Tensor, Tensor]],
+        postprocessor_dataset: Any,
+    ) -> None:
+        """A row with fewer results (``-1``/``inf`` in its last columns) keeps them as padding, at its end."""
+        import math
+
+        import torch
+
+        width = self._width(component)
+        distances, retrieved, query_ids = retrieval_result(width)
+        distances, retrieved = distances.clone(), retrieved.clone()
+        distances[0, -2:], retrieved[0, -2:] = math.inf, -1
+        new_d, new_r = self._process(component, (distances, retrieved, query_ids), postprocessor_dataset)
+        padding = new_r < 0
+        assert bool(padding[0, -2:].all()), f"row 0 was padded in its last 2 columns; now {new_r[0].tolist()}"
+        assert bool(torch.isinf(new_d[padding]).all()), "padding (-1) must have distance inf"
+        after_padding = padding.long().cummax(dim=1).values.bool()
+        misplaced = new_r[(padding != after_padding).any(dim=1)].tolist()
+        assert not misplaced, f"padding (-1) must be at the end of each row, got rows {_some(misplaced)}"
 
     def test_columns_after_top_n_unchanged(
         self,
@@ -1134,12 +1177,25 @@ class RetrievalPostprocessorConformance(ComponentConformance):
         retrieval_result: Callable[[int], tuple[Tensor, Tensor, Tensor]],
         postprocessor_dataset: Any,
     ) -> None:
-        """Only the first ``top_n`` columns may change."""
+        """Only the first ``top_n`` columns may change: the later ones keep their items and order, and their
+        distances are unchanged or all moved by one amount per row (skipped for ``top_n = None``)."""
+        import torch
+
         top_n = self._top_n(component)
+        if top_n is None:
+            pytest.skip("top_n is None: every column may change")
         distances, retrieved, query_ids = retrieval_result(top_n + 3)
         new_d, new_r = self._process(component, (distances, retrieved, query_ids), postprocessor_dataset)
-        _assert_unchanged(distances[:, top_n:], new_d[:, top_n:], f"distances after column {top_n}")
-        _assert_unchanged(retrieved[:, top_n:], new_r[:, top_n:], f"retrieved after column {top_n}")
+        assert torch.equal(retrieved[:, top_n:], new_r[:, top_n:]), (
+            f"the items after column {top_n} changed: {retrieved[:, top_n:].tolist()} -> {new_r[:, top_n:].tolist()}"
+        )
+        shift = new_d[:, top_n:].double() - distances[:, top_n:].double()
+        spread = (shift - shift[:, :1]).abs().max()
+        tolerance = 1e-5 * max(1.0, float(distances.abs().max()))
+        assert float(spread) <= tolerance, (
+            f"the distances after column {top_n} changed by different amounts within a row "
+            f"(largest difference {float(spread):.3g}); only one shift per row is allowed"
+        )
 
     def test_top_is_a_reordering(
         self,
@@ -1147,16 +1203,23 @@ class RetrievalPostprocessorConformance(ComponentConformance):
         retrieval_result: Callable[[int], tuple[Tensor, Tensor, Tensor]],
         postprocessor_dataset: Any,
     ) -> None:
-        """The first ``top_n`` columns hold the same gallery items (skipped for ``reorders_only = False``)."""
+        """The first ``top_n`` columns (every column for ``top_n = None``) hold the same items, minus dropped
+        ones for ``may_drop = True`` (skipped for ``reorders_only = False``)."""
         if not self.reorders_only:
             pytest.skip("declared reorders_only = False")
         top_n = self._top_n(component)
-        distances, retrieved, query_ids = retrieval_result(top_n + 3)
+        distances, retrieved, query_ids = retrieval_result(self._width(component))
+        n = retrieved.shape[1] if top_n is None else top_n
         _, new_r = self._process(component, (distances, retrieved, query_ids), postprocessor_dataset)
         for row in range(retrieved.shape[0]):
-            before = sorted(retrieved[row, :top_n].tolist())
-            after = sorted(new_r[row, :top_n].tolist())
-            assert before == after, f"row {row}: top {top_n} items {after} are not a reordering of {before}"
+            before = sorted(retrieved[row, :n].tolist())
+            kept = [i for i in new_r[row, :n].tolist() if i >= 0]
+            after = sorted(kept)
+            if self.may_drop:
+                assert len(set(kept)) == len(kept), f"row {row}: items repeated in {kept}"
+                assert set(kept) <= set(before), f"row {row}: items {sorted(set(kept) - set(before))} were brought in"
+            else:
+                assert before == after, f"row {row}: top {n} items {after} are not a reordering of {before}"
 
     def test_fewer_columns_than_top_n(
         self,
@@ -1166,8 +1229,8 @@ class RetrievalPostprocessorConformance(ComponentConformance):
     ) -> None:
         """A result narrower than ``top_n`` keeps its shape and sorted rows."""
         top_n = self._top_n(component)
-        if top_n < 2:
-            pytest.skip("top_n is 1: no narrower result exists")
+        if top_n is None or top_n < 2:
+            pytest.skip("top_n is None or 1: no narrower result exists")
         new_d, _ = self._process(component, retrieval_result(top_n - 1), postprocessor_dataset)
         assert not bool((new_d[:, 1:] < new_d[:, :-1]).any()), "rows are not sorted ascending"
 
@@ -1178,7 +1241,7 @@ class RetrievalPostprocessorConformance(ComponentConformance):
         postprocessor_dataset: Any,
     ) -> None:
         """Inputs are left alone; the same input gives the same output."""
-        inputs = retrieval_result(self._top_n(component) + 3)
+        inputs = retrieval_result(self._width(component))
         before = tuple(t.clone() for t in inputs)
         first_d, first_r = self._process(component, inputs, postprocessor_dataset)
         for name, b, t in zip(("distances", "retrieved", "query_ids"), before, inputs, strict=True):

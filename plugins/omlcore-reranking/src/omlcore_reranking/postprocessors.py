@@ -27,13 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from omlcore.protocols import PairwiseModel
+from omlcore.protocols import PairwiseModel, RetrievalPostprocessor
 from omlcore_reranking.errors import InputSizeError, RerankingError
 
 __all__ = [
@@ -47,24 +47,10 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class TopKPostprocessor(Protocol):
-    """What this plugin's postprocessors offer (a superset of ``omlcore.protocols.RetrievalPostprocessor``).
-
-    - ``top_n``: how many leading columns of a row the postprocessor reads and may reorder; ``None``
-      when it reads every column (thresholding). A caller searches at least ``top_n`` neighbours.
-    - ``reads``: what ``dataset`` must be: ``"embeddings"`` (the ``(N, D)`` embeddings the search used),
-      ``"items"`` (the dataset, e.g. images through its transforms) or ``"nothing"`` (it is not used).
-    - ``process(distances, retrieved, query_ids, dataset)``: see the module docstring. Items are never
-      added; items may be dropped (turned into padding ``-1``/``inf`` at the row's end).
-    """
-
-    top_n: int | None
-    reads: Literal["embeddings", "items", "nothing"]
-
-    def process(self, distances: Tensor, retrieved: Tensor, query_ids: Tensor, dataset: Any) -> tuple[Tensor, Tensor]:
-        """The processed ``(distances, retrieved)``."""
-        ...
+TopKPostprocessor = RetrievalPostprocessor
+"""What this plugin's postprocessors offer: the core's :class:`~omlcore.protocols.RetrievalPostprocessor`
+(``top_n: int | None``, ``reads``, ``process``; dropped items become ``-1``/``inf`` padding), under the name
+this plugin first gave it."""
 
 
 def check_topk(distances: Tensor, retrieved: Tensor, query_ids: Tensor, who: str) -> None:
