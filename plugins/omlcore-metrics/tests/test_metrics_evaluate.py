@@ -220,3 +220,46 @@ def test_python_api(tmp_path: Path) -> None:
     assert table.splitlines()[0].split() == ["metric", "OVERALL", "even", "odd"]
     with pytest.raises(ev.EvaluationInputError, match="positive integer"):
         ev.MetricArgs(cmc_top_k=(0,))
+
+
+class SwapFirstTwo:
+    """A postprocessor reading nothing: the first two results of each row trade places (distances stay)."""
+
+    top_n = 2
+    reads = "nothing"
+
+    def process(self, distances: Any, retrieved: Any, query_ids: Any, dataset: Any) -> tuple[Any, Any]:
+        new_r = retrieved.clone()
+        new_r[:, [0, 1]] = retrieved[:, [1, 0]]
+        return distances.clone(), new_r
+
+
+class ReadsItems(SwapFirstTwo):
+    reads = "items"
+
+
+def test_a_postprocessor_is_applied_before_the_metrics(
+    tmp_path: Path, installed_registry: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    installed_registry.register("postprocessor", "swap_first_two", SwapFirstTwo)
+    installed_registry.register("postprocessor", "reads_items", ReadsItems)
+    emb_path, csv_path, emb = write_dataset(tmp_path, n_labels=5, per_label=2, seed=3)  # one positive each
+    plain, swapped = tmp_path / "plain.json", tmp_path / "swapped.json"
+    common = ("--embeddings", emb_path, "--csv", csv_path, "--cmc", "1", "--precision", "", "--map", "2")
+    assert run(*common, "--out", plain) == 0
+    assert run(*common, "--postprocessor", "{name: swap_first_two}", "--out", swapped) == 0
+    got, before = json.loads(swapped.read_text()), json.loads(plain.read_text())
+    metric_args = ev.MetricArgs(cmc_top_k=(1,), precision_top_k=(), map_top_k=(2,))
+    expected = ev.evaluate_files(emb_path, csv_path, args=metric_args, postprocessor=SwapFirstTwo())
+    assert got["OVERALL"]["cmc"]["1"] == pytest.approx(expected.reduced["OVERALL"]["cmc"][1])
+    assert got["OVERALL"]["cmc"]["1"] < before["OVERALL"]["cmc"]["1"]
+    # cmc@1 after the swap is whether the second result was a positive
+    labels, is_q = [i // 2 for i in range(10)], [i % 2 == 0 for i in range(10)]
+    kwargs: dict[str, Any] = {"cmc_top_k": (2,), "precision_top_k": (), "map_top_k": ()}
+    kwargs["sequence"] = [f"s{i // 2}_{i % 2}" for i in range(10)]
+    deep = retrieval_metrics(torch.from_numpy(emb[2:]), labels, is_q, [not q for q in is_q], **kwargs)
+    assert got["OVERALL"]["cmc"]["1"] == pytest.approx(deep.gt[:, 1].double().mean().item())
+    assert run(*common, "--postprocessor", "reads_items") == 2
+    assert "reads dataset items" in capsys.readouterr().err
+    assert run(*common, "--postprocessor", "no_such_postprocessor") == 2
+    assert "no_such_postprocessor" in capsys.readouterr().err

@@ -237,3 +237,29 @@ def test_embedding_metrics_with_a_trivial_reranker_equal_those_without(top_n: in
     assert plain.result is not None
     _same(plain.result, with_pp.result)
     assert with_pp.compute() == plain.compute()
+
+
+def test_omlcore_evaluate_with_a_trivial_reranker_gives_the_same_json(tmp_path: Any) -> None:
+    import json
+
+    import numpy as np
+
+    from omlcore.cli import main
+
+    data = _data(seed=12, n=40)
+    lines = ["label,path,split,is_query,is_gallery"]
+    for i in range(40):
+        q, g = bool(data["is_query"][i]), bool(data["is_gallery"][i])
+        lines.append(f"{int(data['labels'][i])},img_{i}.png,validation,{q},{g}")
+    (tmp_path / "df.csv").write_text("\n".join(lines) + "\n")
+    np.save(tmp_path / "emb.npy", data["embeddings"].numpy())
+    common = ["evaluate", "--embeddings", str(tmp_path / "emb.npy"), "--csv", str(tmp_path / "df.csv")]
+    common += ["--cmc", "1,3", "--map", "3", "--fmr", "0.5"]
+    neutral = "{name: pairwise_embeddings, args: {top_n: 4, pairwise_model: {name: trivial_distance_siamese}}}"
+    assert main([*common, "--out", str(tmp_path / "plain.json")]) == 0
+    assert main([*common, "--postprocessor", neutral, "--out", str(tmp_path / "reranked.json")]) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert json.loads((tmp_path / "reranked.json").read_text()) == plain
+    assert plain["OVERALL"]["cmc"]["1"] < plain["OVERALL"]["cmc"]["3"]  # something a re-ranker could change
+    images = "{name: pairwise_images, args: {top_n: 4, pairwise_model: {name: trivial_distance_siamese}}}"
+    assert main([*common, "--postprocessor", images]) == 2

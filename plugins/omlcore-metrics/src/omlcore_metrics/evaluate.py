@@ -439,20 +439,30 @@ def evaluate_files(
     no_positive: str = "skip",
     recall_top_k: Sequence[int] = (),
     sep: str = ",",
+    postprocessor: Any = None,
 ) -> EvaluationResult:
     """Check the inputs, then compute the metrics of ``embeddings`` over the rows of ``csv_path``.
 
-    Raises :class:`EvaluationInputError` for any bad input before the search starts.
+    ``postprocessor``: a :class:`~omlcore.protocols.RetrievalPostprocessor` that reads embeddings (or
+    nothing), applied to every query's top results before the per-query metrics (see
+    :mod:`omlcore_metrics.postprocessing`). Raises :class:`EvaluationInputError` for any bad input before
+    the search starts.
     """
     import warnings
 
     import torch
 
     from omlcore_metrics.functional import retrieval_metrics
+    from omlcore_metrics.postprocessing import postprocessed_retrieval_metrics
 
     metric_args = args or MetricArgs()
     if no_positive not in ("skip", "miss", "raise"):
         raise EvaluationInputError(f"no_positive must be 'skip', 'miss' or 'raise', got {no_positive!r}")
+    if postprocessor is not None and getattr(postprocessor, "reads", None) == "items":
+        raise EvaluationInputError(
+            f"the postprocessor {type(postprocessor).__name__} reads dataset items (images), and omlcore evaluate "
+            f"has only embeddings: use one that reads embeddings (pairwise_embeddings), or omlcore validate"
+        )
     table = read_table(csv_path, sep=sep)
     array = load_embeddings(embeddings)
     check_embeddings(array, table, str(embeddings))
@@ -461,11 +471,8 @@ def evaluate_files(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = retrieval_metrics(
-                used,
-                table.labels,
-                table.is_query,
-                table.is_gallery,
+            arrays = (used, table.labels, table.is_query, table.is_gallery)
+            kwargs: dict[str, Any] = dict(
                 categories=table.categories,
                 sequence=table.sequence,
                 cmc_top_k=metric_args.cmc_top_k,
@@ -474,9 +481,13 @@ def evaluate_files(
                 fmr_vals=metric_args.fmr_vals,
                 pcf_variance=metric_args.pcf_variance,
                 recall_top_k=recall_top_k,
-                no_positive=no_positive,  # type: ignore[arg-type]
+                no_positive=no_positive,
                 backend=backend,
             )
+            if postprocessor is None:
+                result = retrieval_metrics(*arrays, **kwargs)
+            else:
+                result = postprocessed_retrieval_metrics(*arrays, postprocessor, **kwargs)
         except (ValueError, TypeError) as exc:
             raise EvaluationInputError(f"{csv_path}: {exc}") from exc
     return EvaluationResult(
@@ -605,9 +616,16 @@ def _run(args: argparse.Namespace) -> int:
                     parse_metric_name(name, known)
                 except ValueError as exc:
                     raise EvaluationInputError(f"--worst-by: {exc}") from None
+    postprocessor = None
+    if getattr(args, "postprocessor", None):
+        from omlcore.config import component_spec_from_text
+        from omlcore.registry import build
+
+        spec = component_spec_from_text(args.postprocessor, "postprocessor", option="--postprocessor")
+        postprocessor = build("postprocessor", spec)
     evaluation = evaluate_files(
         args.embeddings, args.csv, args=metric_args, backend=args.backend, no_positive=args.no_positive,
-        recall_top_k=recall,
+        recall_top_k=recall, postprocessor=postprocessor,
     )  # fmt: skip
     if report_rows:
         position = {r: i for i, r in enumerate(evaluation.table.rows)}

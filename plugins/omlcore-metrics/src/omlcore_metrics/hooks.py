@@ -46,6 +46,13 @@ def omlcore_add_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
         choices=("skip", "miss", "raise"),
         help="queries without a positive: left out of the means (default), scored 0, or an error",
     )
+    ev.add_argument(
+        "--postprocessor",
+        metavar="SPEC",
+        help="re-rank each query's top results before the metrics, with a postprocessor that reads embeddings: "
+        'a name, a YAML mapping such as "{name: pairwise_embeddings, args: {top_n: 5, pairwise_model: '
+        '{name: linear_siamese, args: {feat_dim: 128, weights: w.pt}}}}" or a YAML file holding one',
+    )
     ev.add_argument("--out", type=Path, metavar="JSON", help="write the metrics as JSON")
     ev.add_argument("--per-query", action="store_true", help="also write per-query values into the JSON")
     ev.add_argument("--report", type=Path, metavar="DIR", help="write an HTML report with figures into DIR")
