@@ -268,6 +268,8 @@ class CmcMetric:
 class IdentityPostprocessor:
     """Keeps the retrieval result as it is."""
 
+    reads = "nothing"
+
     def __init__(self, top_n: int = 5) -> None:
         self.top_n = top_n
 
@@ -281,6 +283,8 @@ class ParityRerankPostprocessor:
     The items move, the sorted distance values of those columns stay where they were, so every row
     stays sorted and the columns after ``top_n`` are untouched.
     """
+
+    reads = "nothing"
 
     def __init__(self, top_n: int = 3, penalty: float = 0.5) -> None:
         self.top_n = top_n
