@@ -192,6 +192,9 @@ def register_components() -> type:
             super().__init__(save_dir)
             self.cmc_keys = cmc_keys
             self.t0: float | None = None
+            self.cpu0 = 0.0
+            self.train_epoch_cpu: dict[int, float] = {}
+            self.train_epoch_step: dict[int, int] = {}
             self.train_epoch_end: dict[int, float] = {}
             self.validations: list[dict[str, Any]] = []
             TimingLogger.instances.append(self)
@@ -199,6 +202,7 @@ def register_components() -> type:
         def _start(self) -> None:
             if self.t0 is None:  # lightning logs hyper-parameters/graph when fit starts
                 self.t0 = time.monotonic()
+                self.cpu0 = time.process_time()
 
         def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
             self._start()
@@ -212,15 +216,18 @@ def register_components() -> type:
             self._start()
             assert self.t0 is not None
             now = round(time.monotonic() - self.t0, 3)
+            cpu = round(time.process_time() - self.cpu0, 3)  # all threads of this process: robust to other load
             epoch = int(metrics.get("epoch", -1))
             if self.cmc_keys[0] in metrics:
-                rec: dict[str, Any] = {"epoch": epoch, "elapsed_s": now}
+                rec: dict[str, Any] = {"epoch": epoch, "elapsed_s": now, "cpu_s": cpu}
                 for key in self.cmc_keys:
                     rec[key] = float(metrics[key])
                 self.validations.append(rec)
                 print(f"[oml-emoji] validation epoch {epoch} at {now:.1f}s: {rec}", flush=True)
             if any(k.endswith("_epoch") and k != "epoch" for k in metrics):
                 self.train_epoch_end[epoch] = now
+                self.train_epoch_cpu[epoch] = cpu
+                self.train_epoch_step[epoch] = int(step) if step is not None else -1
                 print(f"[oml-emoji] train epoch {epoch} ended at {now:.1f}s", flush=True)
             super().log_metrics(metrics, step)
 
@@ -403,29 +410,49 @@ def main() -> None:
     log = logger_cls.instances[-1]  # type: ignore[attr-defined]
     ends = dict(sorted(log.train_epoch_end.items()))
     valid_period = int(cfg["valid_period"])
+    # optimizer steps per epoch, from the global step at each epoch end; an epoch cut short by max_time has fewer
+    steps = dict(sorted(log.train_epoch_step.items()))
+    batches: dict[int, int] = {}
+    prev_step = 0
+    for epoch, st in steps.items():  # lightning logs epoch ends at the epoch's last step: (batches so far) - 1
+        batches[epoch] = st + 1 - prev_step
+        prev_step = st + 1
+    full = max(batches.values(), default=0)
+    complete = {e for e, b in batches.items() if b == full}
     durations: dict[int, float] = {}
     prev = 0.0
     for epoch, t in ends.items():
         durations[epoch] = round(t - prev, 3)
         prev = t
-    no_val = [d for e, d in durations.items() if (e + 1) % valid_period != 0 and e > 0]
-    with_val = [d for e, d in durations.items() if (e + 1) % valid_period == 0]
+    no_val = [d for e, d in durations.items() if (e + 1) % valid_period != 0 and e > 0 and e in complete]
+    with_val = [d for e, d in durations.items() if (e + 1) % valid_period == 0 and e in complete]
     per_epoch = statistics.median(no_val) if no_val else None
+    cpu_ends = dict(sorted(log.train_epoch_cpu.items()))
+    cpu_durations: dict[int, float] = {}
+    prev_cpu = 0.0
+    for epoch, c in cpu_ends.items():
+        cpu_durations[epoch] = round(c - prev_cpu, 3)
+        prev_cpu = c
+    cpu_no_val = [d for e, d in cpu_durations.items() if (e + 1) % valid_period != 0 and e > 0 and e in complete]
     final = log.validations[-1] if log.validations else {}
     result = {
         "framework": "OML 4.0.0 extractor_training_pipeline",
         "recipe": _shown(args.config.resolve()),
         "command": " ".join([_shown(Path(sys.executable)), *sys.argv]),
-        "note_last_epoch": "when max_time stops fit, the last train epoch can be partial (and ends without validation)",
         "oml_config": cfg,
         "notes": notes,
-        "epochs_completed": len(ends),
+        "epochs_completed": len(complete),
+        "epochs_started": len(ends),
+        "batches_per_epoch": batches,
         "fit_wall_s": round(prev, 3),
         "pipeline_wall_s": round(total, 3),
         "train_epoch_s_median_without_validation": per_epoch,
-        "train_epoch_s_how": "median over epochs > 0 without validation of the gap between train-epoch ends",
+        "train_epoch_s_how": "median over complete epochs > 0 without validation of the gap between train-epoch ends",
         "epoch_with_validation_s_median": statistics.median(with_val) if with_val else None,
         "epoch_durations_s": durations,
+        "train_epoch_cpu_s_median_without_validation": statistics.median(cpu_no_val) if cpu_no_val else None,
+        "epoch_cpu_s": cpu_durations,
+        "fit_cpu_s": round(prev_cpu, 3),
         "validations": log.validations,
         "final": final,
         "versions": versions(),
