@@ -402,6 +402,22 @@ def test_lite0_package_weights_match_the_reference_implementation() -> None:
             torch.testing.assert_close(ours(x), ref.extract_features(x).mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
 
 
+def test_lite0_channels_last_changes_the_layout_not_the_values() -> None:
+    fast = EfficientNetLite0Extractor(channels_last=True)
+    plain = EfficientNetLite0Extractor(channels_last=False)
+    assert fast.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    plain.load_state_dict(fast.state_dict())  # checkpoints load across layouts
+    fast.eval()
+    plain.eval()
+    x = torch.randn(2, 3, 64, 64, generator=GEN)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+    fast.train()
+    fast(x).sum().backward()
+    assert fast.model.conv_stem.weight.grad is not None
+
+
 # ---- every architecture, by shapes only (meta device: nothing is allocated or computed) ----------------
 LAYOUTS_BY_ARCH = [
     *[
