@@ -181,3 +181,12 @@ def test_predict_without_images(tmp_path: Path) -> None:
     with pytest.raises(ConfigValidationError):
         predict(_predict_config(tmp_path / "missing", tmp_path / "out"), verbose=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_validate_with_a_logger_that_cannot_start_leaves_no_run_behind(train_config: dict[str, Any]) -> None:
+    config = _validate_config(train_config, None)
+    config["logger"] = {"name": "recording", "args": {"fail": True}}
+    with pytest.raises(Exception, match="no credentials"):
+        validate(config, verbose=False)
+    logs = Path(train_config["run"]["logs_root"])
+    assert not logs.exists() or list(logs.iterdir()) == []

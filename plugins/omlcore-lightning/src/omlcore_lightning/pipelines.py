@@ -973,9 +973,9 @@ def validate(
     folder = _run_folder_for(cfg.run, None)
     resolved = cfg.model_dump(mode="json")
     with _shared_run_dir(folder), _quiet_lightning():
+        loggers = _open_loggers(cfg.logger, folder, cfg.run.tags, rank0=rank0)
         if rank0:
             folder.write_config(resolved)
-        loggers = ExperimentLoggers(build_loggers(cfg.logger, folder.path, cfg.run.tags) if rank0 else [])
         metric = _make_metric(
             cfg.metrics,
             log_images=cfg.metrics.log_images,
