@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -128,6 +128,61 @@ def r_precision(gt: Tensor, n_pos: Tensor) -> Tensor:
     hits = (gt & (ranks[None, :] <= n_pos[:, None])).sum(1).double()
     r = n_pos.double()
     return hits / r.where(r > 0, torch.tensor(math.nan, dtype=torch.double))
+
+
+_AT_K: dict[str, Callable[..., Tensor]] = {
+    "cmc": lambda gt, n_pos, k: cmc_at_k(gt, k),
+    "precision": precision_at_k,
+    "map": lambda gt, n_pos, k: map_at_k(gt, k),
+    "recall": recall_at_k,
+    "mrr": lambda gt, n_pos, k: mrr_at_k(gt, k),
+    "ndcg": ndcg_at_k,
+}
+_AT_R: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"map_at_r": map_at_r, "r_precision": r_precision}
+
+
+def _per_query_tables(
+    wanted: Mapping[str, Sequence[MetricKey]],
+    gt: Tensor,
+    n_pos: Tensor,
+    n_gallery: int,
+    no_pos: Tensor,
+    no_positive: NoPositivePolicy,
+) -> tuple[dict[str, dict[MetricKey, Tensor]], Tensor]:
+    """The per-query values of the ``wanted`` metrics (name -> keys: ``k`` for the ranked metrics, clipped
+    to the gallery; ``"R"`` for map_at_r and r_precision) from the relevance matrix ``gt`` of a ranked
+    result, with the no-positive queries filled per ``no_positive``; and the mask of queries that count."""
+    per_query: dict[str, dict[MetricKey, Tensor]] = {}
+    for metric, keys in wanted.items():
+        if metric in _AT_K:
+            per_query[metric] = {k: _AT_K[metric](gt, n_pos, min(int(k), n_gallery)) for k in keys}
+        elif metric in _AT_R:
+            per_query[metric] = {k: _AT_R[metric](gt, n_pos) for k in keys}
+        else:
+            raise ValueError(f"no per-query definition for the metric {metric!r}")
+    if no_pos.numel():
+        fill = math.nan if no_positive == "skip" else 0.0
+        for values in per_query.values():
+            for v in values.values():
+                v[no_pos] = fill
+    scored = n_pos > 0 if no_positive == "skip" else torch.ones(gt.shape[0], dtype=torch.bool)
+    return per_query, scored
+
+
+def _group_tables(
+    per_query: Mapping[str, Mapping[MetricKey, Tensor]], group_queries: Mapping[str, Tensor], scored: Tensor
+) -> tuple[dict[str, dict[str, dict[MetricKey, float]]], dict[str, dict[str, dict[MetricKey, Tensor]]]]:
+    """``(reduced, unreduced)`` per group: each group's queries' values, and their mean over the scored ones."""
+    reduced: dict[str, dict[str, dict[MetricKey, float]]] = {}
+    unreduced: dict[str, dict[str, dict[MetricKey, Tensor]]] = {}
+    for name, members in group_queries.items():
+        keep = members[scored[members]]
+        unreduced[name] = {m: {key: v[members] for key, v in values.items()} for m, values in per_query.items()}
+        reduced[name] = {
+            m: {key: float(v[keep].mean()) if keep.numel() else math.nan for key, v in values.items()}
+            for m, values in per_query.items()
+        }
+    return reduced, unreduced
 
 
 def _quantile_linear(sorted_values: Tensor, q: float) -> float:
@@ -901,33 +956,13 @@ def retrieval_metrics(
     gt = (idx >= 0) & (g_lab[idx.clamp(min=0)] == q_lab[:, None])
 
     # ---- per-query values ----
-    per_query: dict[str, dict[MetricKey, Tensor]] = {}
-
-    def put(metric: str, key: MetricKey, values: Tensor) -> None:
-        per_query.setdefault(metric, {})[key] = values
-
-    for k in cmc_ks:
-        put("cmc", k, cmc_at_k(gt, min(k, n_g)))
-    for k in prec_ks:
-        put("precision", k, precision_at_k(gt, n_pos, min(k, n_g)))
-    for k in map_ks:
-        put("map", k, map_at_k(gt, min(k, n_g)))
-    for k in recall_ks:
-        put("recall", k, recall_at_k(gt, n_pos, min(k, n_g)))
-    for k in mrr_ks:
-        put("mrr", k, mrr_at_k(gt, min(k, n_g)))
-    for k in ndcg_ks:
-        put("ndcg", k, ndcg_at_k(gt, n_pos, min(k, n_g)))
-    if map_at_r:
-        put("map_at_r", "R", globals()["map_at_r"](gt, n_pos))
-    if r_precision:
-        put("r_precision", "R", globals()["r_precision"](gt, n_pos))
-    if no_pos.numel():
-        fill = math.nan if no_positive == "skip" else 0.0
-        for values in per_query.values():
-            for v in values.values():
-                v[no_pos] = fill
-    scored = n_pos > 0 if no_positive == "skip" else torch.ones(n_q, dtype=torch.bool)
+    wanted: dict[str, Sequence[MetricKey]] = {
+        "cmc": cmc_ks, "precision": prec_ks, "map": map_ks, "recall": recall_ks, "mrr": mrr_ks, "ndcg": ndcg_ks,
+        "map_at_r": ["R"] if map_at_r else [], "r_precision": ["R"] if r_precision else [],
+    }  # fmt: skip
+    per_query, scored = _per_query_tables(
+        {m: keys for m, keys in wanted.items() if keys}, gt, n_pos, n_g, no_pos, no_positive
+    )
 
     # ---- groups: OVERALL plus categories (by the query's category) ----
     group_queries: dict[str, Tensor] = {OVERALL: torch.arange(n_q)}
@@ -939,17 +974,7 @@ def retrieval_metrics(
             if members.numel():
                 group_queries[name] = members
         q_group = q_cat + 1
-    reduced: dict[str, dict[str, dict[MetricKey, float]]] = {}
-    unreduced: dict[str, dict[str, dict[MetricKey, Tensor]]] = {}
-    for name, members in group_queries.items():
-        red: dict[str, dict[MetricKey, float]] = {}
-        unred: dict[str, dict[MetricKey, Tensor]] = {}
-        keep = members[scored[members]]
-        for metric, values in per_query.items():
-            unred[metric] = {key: v[members] for key, v in values.items()}
-            red[metric] = {key: float(v[keep].mean()) if keep.numel() else math.nan for key, v in values.items()}
-        reduced[name] = red
-        unreduced[name] = unred
+    reduced, unreduced = _group_tables(per_query, group_queries, scored)
 
     # ---- fnmr@fmr over all admissible pairs, streamed ----
     if fmrs:

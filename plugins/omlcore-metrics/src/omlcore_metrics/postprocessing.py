@@ -36,14 +36,8 @@ from omlcore_metrics.functional import (
     MetricsResult,
     NoPositivePolicy,
     _factorize,
-    cmc_at_k,
-    map_at_k,
-    map_at_r,
-    mrr_at_k,
-    ndcg_at_k,
-    precision_at_k,
-    r_precision,
-    recall_at_k,
+    _group_tables,
+    _per_query_tables,
     retrieval_metrics,
 )
 
@@ -57,27 +51,6 @@ __all__ = [
 
 _RANKED_KS = ("cmc_top_k", "precision_top_k", "map_top_k", "recall_top_k", "mrr_top_k", "ndcg_top_k")
 _NOT_PER_QUERY = ("fnmr@fmr", "pcf")
-
-
-def _per_query(metric: str, key: Any, gt: Tensor, n_pos: Tensor, n_gallery: int) -> Tensor:
-    k = min(int(key), n_gallery) if metric not in ("map_at_r", "r_precision") else 0
-    if metric == "cmc":
-        return cmc_at_k(gt, k)
-    if metric == "precision":
-        return precision_at_k(gt, n_pos, k)
-    if metric == "map":
-        return map_at_k(gt, k)
-    if metric == "recall":
-        return recall_at_k(gt, n_pos, k)
-    if metric == "mrr":
-        return mrr_at_k(gt, k)
-    if metric == "ndcg":
-        return ndcg_at_k(gt, n_pos, k)
-    if metric == "map_at_r":
-        return map_at_r(gt, n_pos)
-    if metric == "r_precision":
-        return r_precision(gt, n_pos)
-    raise PostprocessingError(f"postprocess_result: do not know how to recompute the per-query metric {metric!r}")
 
 
 def postprocess_result(
@@ -143,28 +116,16 @@ def postprocess_result(
     n_pos = result.n_positives
     no_pos = result.no_positive_queries
 
-    per_query: dict[str, dict[Any, Tensor]] = {}
-    for metric, values in result.unreduced.get(OVERALL, {}).items():
-        per_query[metric] = {key: _per_query(metric, key, gt, n_pos, n_g) for key in values}
-    if no_pos.numel():
-        fill = float("nan") if no_positive == "skip" else 0.0
-        for values in per_query.values():
-            for v in values.values():
-                v[no_pos] = fill
-    scored = n_pos > 0 if no_positive == "skip" else torch.ones(n_q, dtype=torch.bool)
-    reduced: dict[str, dict[str, dict[Any, float]]] = {}
-    unreduced: dict[str, dict[str, dict[Any, Tensor]]] = {}
-    for group, members in result.group_queries.items():
-        keep = members[scored[members]]
-        unreduced[group] = {m: {key: v[members] for key, v in vals.items()} for m, vals in per_query.items()}
-        red = {
-            m: {key: float(v[keep].mean()) if keep.numel() else float("nan") for key, v in vals.items()}
-            for m, vals in per_query.items()
-        }
+    wanted = {m: list(values) for m, values in result.unreduced.get(OVERALL, {}).items()}
+    try:
+        per_query, scored = _per_query_tables(wanted, gt, n_pos, n_g, no_pos, no_positive)
+    except ValueError as exc:
+        raise PostprocessingError(f"postprocess_result: cannot recompute the metrics: {exc}") from exc
+    reduced, unreduced = _group_tables(per_query, result.group_queries, scored)
+    for group, red in reduced.items():  # fnmr@fmr and pcf do not depend on the order: carried over
         for m in _NOT_PER_QUERY:
             if m in result.reduced.get(group, {}):
                 red[m] = dict(result.reduced[group][m])
-        reduced[group] = red
     return MetricsResult(
         reduced=reduced,
         unreduced=unreduced,
