@@ -23,15 +23,6 @@ from reranking_helpers import TinyConvExtractor
 from omlcore.errors import ConfigValidationError
 
 
-@pytest.fixture(scope="module")
-def mock_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omlcore_images import make_mock_dataset
-
-    root = tmp_path_factory.mktemp("mock")
-    make_mock_dataset(root)
-    return root
-
-
 @pytest.fixture
 def tiny(installed_registry: Any) -> None:
     installed_registry.register("extractor", "tiny_conv", TinyConvExtractor)

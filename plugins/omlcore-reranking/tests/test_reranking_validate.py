@@ -19,15 +19,6 @@ from reranking_helpers import TinyConvExtractor
 from omlcore.errors import ComponentBuildError, ConfigValidationError
 
 
-@pytest.fixture(scope="module")
-def mock_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from omlcore_images import make_mock_dataset
-
-    root = tmp_path_factory.mktemp("mock")
-    make_mock_dataset(root)
-    return root
-
-
 @pytest.fixture(autouse=True)
 def tiny(installed_registry: Any) -> None:
     installed_registry.register("extractor", "tiny_conv", TinyConvExtractor)
