@@ -11,7 +11,7 @@ import torch
 from lightning_fakes import TinyExtractor
 from omlcore_lightning import ExtractorModule, MetricValCallback
 from omlcore_lightning.callbacks import AtomicCheckpointIO
-from omlcore_lightning.data import SeededItems, ShuffledBatches, TrainBatches, TrainProgress, derive_seed
+from omlcore_lightning.data import SeededItems, ShuffledBatches, TrainBatches, TrainProgress, derive_seed, seed_all
 from omlcore_lightning.run import RunFolder
 from omlcore_metrics import EmbeddingMetrics
 from torch.utils.data import DataLoader, Dataset
@@ -76,6 +76,19 @@ def test_items_are_loaded_under_their_seed() -> None:
     assert items[(2, 11)] == items[(2, 11)]
     assert items[(2, 11)] != items[(2, 12)]
     assert len(items) == 4
+
+
+def test_item_seeding_never_probes_for_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under Lightning (PYTORCH_NVML_BASED_CUDA_CHECK=1) every torch.cuda.is_available() call loads NVML again;
+    # seed_all runs once per training item, so it must not ask.
+    def probe() -> bool:
+        raise AssertionError("seed_all called torch.cuda.is_available()")
+
+    monkeypatch.setattr(torch.cuda, "is_available", probe)
+    seed_all(5)
+    first = torch.rand(3)
+    seed_all(5)
+    assert torch.equal(first, torch.rand(3))
 
 
 class _Points(Dataset[dict[str, Any]]):

@@ -66,13 +66,16 @@ def seed_all(seed: int) -> None:
     """Seed Python's, numpy's (legacy global) and torch's CPU random generators from one number, plus the CUDA
     generators when CUDA is in use.
 
-    ``torch.manual_seed`` is not used: before CUDA is initialised it queues a deferred call with a formatted
-    stack trace, about a millisecond, too slow for once per item.
+    Called once per training item, so it avoids two slow paths: ``torch.manual_seed`` (before CUDA is
+    initialised it queues a deferred call with a formatted stack trace) and ``torch.cuda.is_available()``
+    (under Lightning, which sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1``, every call loads the NVML library again
+    on a machine without a GPU: 1-3 ms). ``torch.cuda.is_initialized()`` is a flag lookup, and CUDA can only be
+    initialised where it is available.
     """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.default_generator.manual_seed(seed)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+    if torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         torch.cuda.manual_seed_all(seed)
 
 
