@@ -210,8 +210,9 @@ def _trainer_issues(hw: HardwareSection, find_unused_parameters: bool = False) -
     return []
 
 
-def _checkpoint_fits(checkpoint: Path, module: ExtractorModule) -> None:
-    """Raise :class:`ConfigError` if the weights in ``checkpoint`` do not fit ``module`` (another model or loss)."""
+def _checkpoint_fits(checkpoint: Path, module: torch.nn.Module, command: str = "omlcore train") -> None:
+    """Raise :class:`ConfigError` if the weights in ``checkpoint`` do not fit ``module`` (another model or loss);
+    ``command`` is the one the message tells to resume with."""
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("state_dict", {})
     mine = module.state_dict()
     missing = [k for k in mine if k not in saved]
@@ -228,7 +229,7 @@ def _checkpoint_fits(checkpoint: Path, module: ExtractorModule) -> None:
                 parts.append(f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
         raise ConfigError(
             f"--resume: {checkpoint} was saved for another model or loss than this config builds: weights "
-            f"{'; '.join(parts)}. Resume with the run's own config.yaml (omlcore train --resume RUN_DIR)."
+            f"{'; '.join(parts)}. Resume with the run's own config.yaml ({command} --resume RUN_DIR)."
         )
 
 
@@ -339,14 +340,19 @@ def _build(kind: str, spec: ComponentSpec | None, **runtime: Any) -> Any:
 
 
 def _sampler_factory(config: TrainConfig, dataset: Any) -> Any:
+    return make_sampler_factory(config.sampler, config.data.batch_size_train, config.seed, dataset)
+
+
+def make_sampler_factory(spec: ComponentSpec | None, batch_size_train: int | None, seed: int, dataset: Any) -> Any:
+    """A function building the training batch sampler: the ``sampler`` spec built over ``dataset``'s labels
+    (with the run's ``seed`` unless its args set one), or, for ``None``, :class:`ShuffledBatches` of
+    ``batch_size_train``. Called once per ``fit`` (after the DDP processes exist)."""
     from omlcore.registry import get_registry
 
-    spec = config.sampler
     if spec is None:
-        size = config.data.batch_size_train
+        size = batch_size_train
         assert size is not None  # phase 1 requires it without a sampler
         n = len(dataset)
-        seed = config.seed
 
         def shuffled() -> Any:
             return ShuffledBatches(n, size, seed=seed)
@@ -356,7 +362,7 @@ def _sampler_factory(config: TrainConfig, dataset: Any) -> Any:
     runtime: dict[str, Any] = {"labels": dataset.get_labels(), "label2category": dataset.get_label2category()}
     accepts = registry.args_model("sampler", spec.name).accepts
     if (accepts is None or "seed" in accepts) and "seed" not in spec.args:
-        runtime["seed"] = config.seed  # the run's seed decides the batches unless the sampler's args say
+        runtime["seed"] = seed  # the run's seed decides the batches unless the sampler's args say
     sampler_spec = spec
 
     def build_sampler() -> Any:
