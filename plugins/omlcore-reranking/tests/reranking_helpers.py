@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -88,3 +91,63 @@ def integer_embeddings(n: int, dim: int, seed: int, low: int = -3, high: int = 4
     """Integer-valued float32 embeddings: every L2 distance is computed exactly by any formula."""
     g = torch.Generator().manual_seed(seed)
     return torch.randint(low, high, (n, dim), generator=g).float()
+
+
+def pipeline_config(root: Path, tmp: Path, **over: Any) -> dict[str, Any]:
+    """A ``train_postprocessor`` config over the mock dataset at ``root`` (tiny models, 2 epochs on the CPU,
+    run folder ``tmp/logs/run``, cache ``tmp/cache``); ``over`` replaces top-level sections. Needs the
+    extractor ``tiny_conv`` (:class:`TinyConvExtractor`) registered."""
+    resize = {"name": "norm_resize_torch", "args": {"im_size": 32}}
+    cfg: dict[str, Any] = {
+        "pipeline": "train_postprocessor",
+        "run": {"logs_root": str(tmp / "logs"), "logs_folder": "run"},
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1},
+        "data": {"dataset_root": str(root)},
+        "embeddings_cache": {"folder": str(tmp / "cache")},
+        "extractor": {"name": "tiny_conv", "args": {"feat_dim": 8}},
+        "transforms_extraction": resize,
+        "transforms_train": resize,
+        "transforms_val": resize,
+        "sampler": {"name": "balance", "args": {"n_labels": 2, "n_instances": 3}},
+        "pair_miner": {"name": "pairs", "args": {"hard_mining": True}},
+        "pairwise_model": {
+            "name": "concat_siamese",
+            "args": {"extractor": {"name": "tiny_conv", "args": {"feat_dim": 8}}, "mlp_hidden_dims": [8]},
+        },
+        "optimizer": {"name": "adam", "args": {"lr": 0.01}},
+        "postprocessor": {"name": "pairwise_images", "args": {"top_n": 3, "batch_size": 8}},
+        "metrics": {"cmc_top_k": [1, 3], "precision_top_k": [], "map_top_k": [3], "pcf_variance": []},
+    }
+    cfg.update(over)
+    return cfg
+
+
+class FailingLogger:
+    """An experiment logger that cannot start (as a backend without credentials), after writing into the
+    run folder it was given; ``FailingLogger.started`` counts the attempts."""
+
+    started: ClassVar[int] = 0
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        FailingLogger.started += 1
+        if run_dir is not None:
+            (run_dir / "failing_logger").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("failing logger: no credentials (set FAILING_TOKEN)")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Never reached."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Never reached."""
+
+    def log_figure(self, figure: Any, title: str, step: int) -> None:
+        """Never reached."""
+
+    def log_artifact(self, path: str | Path, name: str | None = None) -> None:
+        """Never reached."""
+
+    def lightning_logger(self) -> Any:
+        return None
+
+    def finish(self, status: str = "success") -> None:
+        """Never reached."""

@@ -19,6 +19,7 @@ import torch
 from omlcore_reranking import ConcatSiamese, StaleEmbeddingsCacheError
 from omlcore_reranking.pipeline import load_train_postprocessor_config, train_postprocessor
 from reranking_helpers import TinyConvExtractor
+from reranking_helpers import pipeline_config as _config
 
 from omlcore.errors import ConfigValidationError
 
@@ -26,32 +27,6 @@ from omlcore.errors import ConfigValidationError
 @pytest.fixture
 def tiny(installed_registry: Any) -> None:
     installed_registry.register("extractor", "tiny_conv", TinyConvExtractor)
-
-
-def _config(root: Path, tmp: Path, **over: Any) -> dict[str, Any]:
-    resize = {"name": "norm_resize_torch", "args": {"im_size": 32}}
-    cfg: dict[str, Any] = {
-        "pipeline": "train_postprocessor",
-        "run": {"logs_root": str(tmp / "logs"), "logs_folder": "run"},
-        "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1},
-        "data": {"dataset_root": str(root)},
-        "embeddings_cache": {"folder": str(tmp / "cache")},
-        "extractor": {"name": "tiny_conv", "args": {"feat_dim": 8}},
-        "transforms_extraction": resize,
-        "transforms_train": resize,
-        "transforms_val": resize,
-        "sampler": {"name": "balance", "args": {"n_labels": 2, "n_instances": 3}},
-        "pair_miner": {"name": "pairs", "args": {"hard_mining": True}},
-        "pairwise_model": {
-            "name": "concat_siamese",
-            "args": {"extractor": {"name": "tiny_conv", "args": {"feat_dim": 8}}, "mlp_hidden_dims": [8]},
-        },
-        "optimizer": {"name": "adam", "args": {"lr": 0.01}},
-        "postprocessor": {"name": "pairwise_images", "args": {"top_n": 3, "batch_size": 8}},
-        "metrics": {"cmc_top_k": [1, 3], "precision_top_k": [], "map_top_k": [3], "pcf_variance": []},
-    }
-    cfg.update(over)
-    return cfg
 
 
 def test_a_run_trains_validates_by_reranking_and_reuses_its_cache(mock_root: Path, tmp_path: Path, tiny: None) -> None:

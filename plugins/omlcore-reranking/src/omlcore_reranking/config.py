@@ -69,6 +69,9 @@ class TrainPostprocessorConfig(_Strict):
     )
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    logger: ComponentSpec | list[ComponentSpec] | None = Slot(
+        "logger", None, "Experiment logger, or a list of them (as in omlcore train); null: only the run folder."
+    )
 
     def cross_field_issues(self) -> list[ConfigIssue]:
         """Problems that involve several keys (phase 1, no plugin imported)."""

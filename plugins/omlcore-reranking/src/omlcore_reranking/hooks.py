@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from omlcore.hookspecs import hookimpl
 
 __all__ = ["omlcore_add_commands"]
 
-EXIT_OK, EXIT_INVALID = 0, 2
+EXIT_OK, EXIT_INVALID, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def _run_train_postprocessor(args: argparse.Namespace) -> int:
@@ -29,10 +30,23 @@ def _run_train_postprocessor(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not Path(config).exists():
+        overrides.insert(0, config)  # `omlcore train-postprocessor --resume RUN trainer.max_epochs=5`
+        config = None
+    if config is None:
+        if args.resume is None:
+            print("omlcore train-postprocessor: give a CONFIG, or --resume RUN_DIR to continue a run", file=sys.stderr)
+            return EXIT_INVALID
+        config = str(Path(args.resume) / "config.yaml")
     try:
-        result = train_postprocessor(args.config, args.overrides, verbose=not args.quiet)
+        if args.resume is not None:
+            from omlcore_lightning.run import RunFolder
+
+            RunFolder(args.resume).checkpoint_to_resume()  # a clear message before reading its config
+        result = train_postprocessor(config, overrides, resume=args.resume, verbose=not args.quiet)
     except ConfigValidationError as exc:
-        print(f"{args.config}: invalid config, {len(exc.issues)} problem(s):", file=sys.stderr)
+        print(f"{config}: invalid config, {len(exc.issues)} problem(s):", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_INVALID
@@ -40,6 +54,9 @@ def _run_train_postprocessor(args: argparse.Namespace) -> int:
         print(f"omlcore: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(f"run folder: {result.run_dir}")
+    if result.interrupted:
+        print(f"interrupted; continue with: omlcore train-postprocessor --resume {result.run_dir}")
+        return EXIT_INTERRUPTED
     if result.best_checkpoint is not None:
         print(f"best checkpoint: {result.best_checkpoint}")
     for name, value in result.metrics.items():
@@ -56,11 +73,18 @@ def omlcore_add_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
         description="Check the config, embed the train and validation rows with the frozen extractor (cached in "
         "embeddings_cache.folder, refused if stale), train the pairwise model on pairs mined per batch (BCE on "
         "'is negative') and validate by re-ranking the validation top-k. Writes a run folder (config.yaml, "
-        "metrics.json, checkpoints/best.ckpt). Exit 0 done, 2 invalid input.",
+        "metrics.json, checkpoints/{best,last}.ckpt), sending parameters and metrics to the config's experiment "
+        "loggers. Ctrl-C saves a checkpoint; --resume continues a run. "
+        "Exit 0 done, 2 invalid input, 130 interrupted.",
     )
-    cmd.add_argument("config", help="YAML config with 'pipeline: train_postprocessor'")
+    cmd.add_argument(
+        "config",
+        nargs="?",
+        help="YAML config with 'pipeline: train_postprocessor' (optional with --resume: the run's config.yaml)",
+    )
     cmd.add_argument(
         "overrides", nargs="*", help="dotted overrides, e.g. trainer.max_epochs=3 embeddings_cache.refresh=true"
     )
+    cmd.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
     cmd.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     cmd.set_defaults(func=_run_train_postprocessor)

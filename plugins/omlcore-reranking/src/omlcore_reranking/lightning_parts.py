@@ -1,11 +1,13 @@
 """The Lightning pieces of ``train_postprocessor``: the training module and the re-ranking validation.
 
 - :class:`PairwiseModule`: one training step = pairs mined from the batch by its cached embeddings, BCE
-  of the pairwise model's logits against ``is_negative``; logs ``train/loss`` and the miner's figures.
+  of the pairwise model's logits against ``is_negative``; logs ``train/loss`` and the miner's figures, and
+  keeps the epoch's mean loss (in checkpoints too, so a run resumed mid-epoch reports the same mean).
   State-dict keys are ``model.*``.
 - :class:`RerankValidation`: every ``valid_period`` epochs, re-ranks the validation top-k with the model
-  being trained and logs the metrics (so ``ModelCheckpoint`` can monitor them); also writes them to the
-  run folder's ``metrics.json``.
+  being trained, on the module's device, and logs the metrics (to the experiment loggers, and so that
+  ``ModelCheckpoint`` can monitor them); also writes them to the run folder's ``metrics.json``, whose record
+  count is saved in checkpoints (a resumed run drops the records written after its checkpoint).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from omlcore.errors import ConfigIssue, ConfigValidationError
 from omlcore.schemas import ComponentSpec, MetricsSection
 from omlcore_reranking.training import pairwise_bce_loss
 
-__all__ = ["PairwiseModule", "RerankValidation"]
+__all__ = ["BASELINE_PREFIX", "PairwiseModule", "RerankValidation"]
+
+BASELINE_PREFIX = "extractor/"
+"""Prefix of the extractor's metrics (no re-ranking) sent to the experiment loggers at step 0."""
 
 OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -76,6 +81,8 @@ class PairwiseModule(pl.LightningModule):
         self.input_key = input_key
         self.labels_key = labels_key
         self.embeddings_key = embeddings_key
+        self._loss_sum = 0.0
+        self._loss_count = 0
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_n_epochs:
@@ -94,7 +101,29 @@ class PairwiseModule(pl.LightningModule):
         if loss is None:
             return None
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self._loss_sum += float(loss.detach()) * size
+        self._loss_count += size
         return loss
+
+    def epoch_loss(self) -> float | None:
+        """The mean training loss of the current epoch so far (weighted by batch size, over every process),
+        or None before the first step with pairs."""
+        totals = torch.tensor([self._loss_sum, float(self._loss_count)], dtype=torch.float64)
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        return float(totals[0] / totals[1]) if totals[1] > 0 else None
+
+    def on_train_epoch_end(self) -> None:
+        # after the callbacks' epoch end (RerankValidation reads the mean), before the checkpoints are saved
+        self._loss_sum, self._loss_count = 0.0, 0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["omlcore_epoch_loss"] = [self._loss_sum, self._loss_count]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        total, count = checkpoint.get("omlcore_epoch_loss", [0.0, 0])
+        self._loss_sum, self._loss_count = float(total), int(count)
 
     def configure_optimizers(self) -> Any:
         if self._optimizer is None:
@@ -118,6 +147,11 @@ class RerankValidation(Callback):
         metrics: which metrics (``MetricsSection`` of the config).
         valid_period: validate after epochs ``valid_period - 1``, ``2 * valid_period - 1``, ...
         folder: an ``omlcore_lightning.RunFolder`` (records go to its ``metrics.json``), or None.
+        verbose: print each validation's metrics next to the extractor's.
+
+    The first record (``epoch: null``, ``reranked: false``) holds the extractor's metrics; it is also sent
+    to the trainer's loggers at step 0, named ``extractor/<metric>`` (``extractor/OVERALL/cmc/1``). Each later record
+    has the epoch, the global step, the epoch's mean training loss (``train_loss``) and the metrics.
     """
 
     def __init__(
@@ -153,6 +187,16 @@ class RerankValidation(Callback):
             self.kwargs["sequence"] = [None if int(s) < 0 else int(s) for s in sequence]
         self.baseline: dict[str, float] = {}
         self.last_metrics: dict[str, float] = {}
+        self.records = 0
+        self._restored: int | None = None
+        self.devices_used: list[torch.device] = []
+        """The device of every re-ranking so far (the module's)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"records": self.records}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = int(state_dict["records"])
 
     def _args(self) -> tuple[Tensor, Any, Any, Any]:
         ds = self.dataset
@@ -184,18 +228,33 @@ class RerankValidation(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.baseline:
             self.compute_baseline()
+        if self._restored is not None:  # resumed: metrics.json as it was when the checkpoint was saved
+            if self.folder is not None and trainer.is_global_zero:
+                existing = self.folder.read_metrics()
+                if len(existing) != self._restored:
+                    self.folder.write_metrics(existing[: self._restored])
+            self.records = self._restored
+            return
         if self.folder is not None and trainer.is_global_zero:
             self.folder.append_metrics({"epoch": None, "reranked": False, **self.baseline})
+        self.records = 1
+        shown = {f"{BASELINE_PREFIX}{k}": v for k, v in self.baseline.items() if not math.isnan(v)}
+        for logger in trainer.loggers:
+            logger.log_metrics(shown, step=0)
 
-    def rerank_metrics(self, model: nn.Module) -> dict[str, float]:
-        """The validation metrics after re-ranking with ``model``."""
-        from omlcore.registry import build
+    def rerank_metrics(self, model: nn.Module, device: torch.device | str | None = None) -> dict[str, float]:
+        """The validation metrics after re-ranking with ``model``, run on ``device`` (None: where the model's
+        parameters are) when the postprocessor takes a ``device``."""
+        from omlcore.registry import build, get_registry
         from omlcore_reranking.metrics import reranked_retrieval_metrics
 
-        pp = build(
-            "postprocessor",
-            {"name": self.postprocessor.name, "args": {**self.postprocessor.args, "pairwise_model": model}},
-        )
+        args: dict[str, Any] = {**self.postprocessor.args, "pairwise_model": model}
+        if device is not None:
+            accepts = get_registry().args_model("postprocessor", self.postprocessor.name).accepts
+            if accepts is None or "device" in accepts:
+                args["device"] = str(device)
+            self.devices_used.append(torch.device(device))
+        pp = build("postprocessor", {"name": self.postprocessor.name, "args": args})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             result = reranked_retrieval_metrics(*self._args(), pp, dataset=self.dataset, **self.kwargs)
@@ -207,11 +266,17 @@ class RerankValidation(Callback):
             return
         model = pl_module.model
         assert isinstance(model, nn.Module)
-        metrics = self.rerank_metrics(model)
+        metrics = self.rerank_metrics(model, pl_module.device)
         self.last_metrics = metrics
         pl_module.log_dict({k: v for k, v in metrics.items() if not math.isnan(v)}, on_step=False, on_epoch=True)
+        record: dict[str, Any] = {"epoch": epoch, "reranked": True, "step": trainer.global_step}
+        epoch_loss = getattr(pl_module, "epoch_loss", None)
+        loss = epoch_loss() if callable(epoch_loss) else None
+        if loss is not None:
+            record["train_loss"] = loss
         if self.folder is not None and trainer.is_global_zero:
-            self.folder.append_metrics({"epoch": epoch, "reranked": True, **metrics})
+            self.folder.append_metrics({**record, **metrics})
+        self.records += 1
         if self.verbose and trainer.is_global_zero:
             shown = ", ".join(
                 f"{k}: {v:.4f} (extractor {self.baseline.get(k, math.nan):.4f})" for k, v in metrics.items()

@@ -12,8 +12,14 @@
    ``trainer.freeze_n_epochs``: the pairwise model's ``freeze()`` (its extractor) for the first epochs.
 4. Every ``trainer.valid_period`` epochs, the validation top-k (searched with the cached embeddings) is
    re-ranked by the ``postprocessor`` holding the model being trained, over the validation images
-   (``transforms_val``); the metrics go to ``metrics.json`` and pick ``checkpoints/best.ckpt``. The first
-   record (``epoch: null``) holds the metrics without re-ranking.
+   (``transforms_val``), on the Lightning module's device; the metrics go to ``metrics.json`` and pick
+   ``checkpoints/best.ckpt``. The first record (``epoch: null``) holds the metrics without re-ranking.
+
+As ``omlcore train`` (through :mod:`omlcore_lightning.shared`): the config's ``logger`` section starts before
+the run folder is written (one that cannot start removes a folder this run created) and gets the resolved
+config, every validation's metrics and the training loss; batches are reproducible and resumable; Ctrl-C
+saves ``checkpoints/last.ckpt``, and ``resume=RUN_DIR`` continues from it (records written after the
+checkpoint are dropped, so ``metrics.json`` ends as that of an uninterrupted run).
 
 Run folder: ``config.yaml``, ``metrics.json``, ``checkpoints/{best,last}.ckpt`` (state-dict keys
 ``model.*``: ``concat_siamese``'s ``weights`` loads them). Single process (one device) only.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +56,10 @@ class PostprocessorRunResult:
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
     cache_hits: dict[str, bool] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """The records of ``metrics.json`` (the extractor's first, then one per validation)."""
+    interrupted: bool = False
+    """Stopped by Ctrl-C (``checkpoints/last.ckpt`` was saved; continue with ``resume=run_dir``)."""
 
 
 def load_train_postprocessor_config(
@@ -86,6 +97,14 @@ def _postprocessor_issues(spec: ComponentSpec) -> list[ConfigIssue]:
             ConfigIssue(
                 "postprocessor.args.pairwise_model",
                 "is the model being trained, passed by the pipeline; remove it (configure it under pairwise_model)",
+            )
+        ]
+    if "device" in spec.args:
+        return [
+            ConfigIssue(
+                "postprocessor.args.device",
+                "is the trainer's device (the model being trained re-ranks where it trains); remove it and set "
+                "trainer.accelerator instead",
             )
         ]
     registry = get_registry()
@@ -151,24 +170,66 @@ def _cached_embeddings(
     )
 
 
+def _run_issues(cfg: TrainPostprocessorConfig) -> list[ConfigIssue]:
+    """The trainer section checked as ``omlcore train`` checks it (devices, extra_args, Lightning's verdict)."""
+    from omlcore_lightning.shared import device_issues, extra_args_issues, trainer_issues
+
+    issues = device_issues(cfg.trainer) + extra_args_issues(cfg.trainer.extra_args)
+    for key in ("limit_val_batches",):
+        if key in cfg.trainer.extra_args:
+            issues.append(
+                ConfigIssue(f"trainer.extra_args.{key}", "is set by the pipeline (validation is re-ranking); remove it")
+            )
+    return issues or trainer_issues(cfg.trainer, cfg.trainer.find_unused_parameters)
+
+
 def train_postprocessor(
     config: TrainPostprocessorConfig | Mapping[str, Any] | str | os.PathLike[str],
     overrides: Sequence[str] = (),
     *,
+    resume: str | os.PathLike[str] | None = None,
+    callbacks: Sequence[Any] = (),
     verbose: bool = True,
 ) -> PostprocessorRunResult:
-    """Run the ``train_postprocessor`` pipeline (see the module docstring); returns where it wrote what."""
+    """Run the ``train_postprocessor`` pipeline (see the module docstring); returns where it wrote what.
+
+    ``resume`` is a run folder to continue from its ``checkpoints/last.ckpt`` (pass its ``config.yaml`` as
+    ``config``; overrides such as ``trainer.max_epochs=5`` are allowed). ``callbacks`` are added to the
+    Lightning trainer. Raises :class:`~omlcore.errors.ConfigError` before any training for a bad config, a
+    missing checkpoint to resume or a checkpoint of another model.
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from omlcore_images.datasets import get_retrieval_images_datasets
-    from omlcore_lightning.run import RunFolder
-    from torch.utils.data import DataLoader
+    from omlcore_lightning.callbacks import GracefulInterrupt, ProgressBar, ReproducibleProgress
+    from omlcore_lightning.data import TrainProgress
+    from omlcore_lightning.run import RunFolder, env_rank_is_zero, flatten_config
+    from omlcore_lightning.shared import (
+        PipelineDataModule,
+        checkpoint_fits,
+        keep_sigint,
+        make_sampler_factory,
+        make_trainer,
+        open_loggers,
+        quiet_lightning,
+        run_folder_for,
+        shared_run_dir,
+    )
 
     from omlcore.registry import build
     from omlcore_reranking.lightning_parts import PairwiseModule, RerankValidation
     from omlcore_reranking.training import WithEmbeddings
 
-    cfg = config if isinstance(config, TrainPostprocessorConfig) else load_train_postprocessor_config(config, overrides)
+    if isinstance(config, TrainPostprocessorConfig):
+        cfg = load_train_postprocessor_config(config.model_dump(mode="json"), overrides) if overrides else config
+    else:
+        cfg = load_train_postprocessor_config(config, overrides)
+    resume_dir = Path(resume) if resume is not None else None
+    issues = _run_issues(cfg)
+    if resume_dir is not None:
+        RunFolder(resume_dir).checkpoint_to_resume()
+    if issues:
+        raise ConfigValidationError(issues)
     device = _device(cfg.trainer.accelerator)
     root = Path(cfg.data.dataset_root)
     csv = root / cfg.data.dataframe_name
@@ -195,22 +256,8 @@ def train_postprocessor(
     assert train_ds is not None
     assert val_ds is not None
     train_items = WithEmbeddings(train_ds, emb_train)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    if cfg.sampler is not None:
-        sampler = build(
-            "sampler", cfg.sampler, labels=train_ds.get_labels(), label2category=train_ds.get_label2category()
-        )
-        loader = DataLoader(train_items, batch_sampler=sampler, num_workers=cfg.data.num_workers)
-    else:
-        assert cfg.data.batch_size_train is not None
-        loader = DataLoader(
-            train_items,
-            batch_size=cfg.data.batch_size_train,
-            shuffle=True,
-            drop_last=True,
-            num_workers=cfg.data.num_workers,
-            generator=generator,
-        )
+    sampler_factory = make_sampler_factory(cfg.sampler, cfg.data.batch_size_train, cfg.seed, train_ds)
+    sampler_factory()  # built once now, so that bad sampler arguments fail before the run starts
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build("pairwise_model", cfg.pairwise_model)
@@ -233,6 +280,7 @@ def train_postprocessor(
         scheduler_monitor=scheduling.monitor if scheduling else None,
         freeze_n_epochs=cfg.trainer.freeze_n_epochs,
     )
+    rank0 = env_rank_is_zero()
     validation = RerankValidation(
         postprocessor=cfg.postprocessor,
         embeddings=emb_val,
@@ -244,50 +292,112 @@ def train_postprocessor(
     validation.check_monitor(cfg.checkpoint.monitor, "checkpoint.monitor")
     if cfg.scheduling is not None and cfg.scheduling.monitor:
         validation.check_monitor(cfg.scheduling.monitor, "scheduling.monitor")
-    folder = RunFolder.create(cfg.run.logs_root, cfg.run.logs_folder, cfg.run.postfix)
-    folder.write_config(cfg.model_dump(mode="json"))
-    validation.folder = folder
-    checkpoint = ModelCheckpoint(
-        dirpath=folder.checkpoints,
-        filename="best",
-        monitor=cfg.checkpoint.monitor,
-        mode=cfg.checkpoint.mode,
-        save_top_k=cfg.checkpoint.save_top_k,
-        save_last=cfg.checkpoint.save_last,
-        every_n_epochs=cfg.trainer.valid_period,
-        save_on_train_epoch_end=True,
-        auto_insert_metric_name=False,
-    )
+    if resume_dir is not None:
+        checkpoint_fits(RunFolder(resume_dir).last_checkpoint, module, "omlcore train-postprocessor")
+
+    # -- the run: loggers start before anything is written into the run folder
+    folder = run_folder_for(cfg.run, resume_dir)
+    resolved = cfg.model_dump(mode="json")
     quiet = None if verbose else logging.getLogger("lightning.pytorch")
     level = quiet.level if quiet is not None else logging.NOTSET
     if quiet is not None:
         quiet.setLevel(logging.WARNING)
     try:
-        trainer = pl.Trainer(
-            accelerator=cfg.trainer.accelerator,
-            devices=cfg.trainer.devices,
-            precision=cfg.trainer.precision,
-            max_epochs=cfg.trainer.max_epochs,
-            logger=False,
-            callbacks=[validation, checkpoint],
-            default_root_dir=folder.path,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            enable_progress_bar=verbose,
-            enable_model_summary=verbose,
-            **cfg.trainer.extra_args,
-        )
-        trainer.fit(module, train_dataloaders=loader)
+        with shared_run_dir(folder), quiet_lightning():
+            loggers = open_loggers(cfg.logger, folder, cfg.run.tags, rank0=rank0)
+            if rank0:
+                folder.write_config(resolved)
+            validation.folder = folder
+            best_cb = ModelCheckpoint(
+                dirpath=folder.checkpoints,
+                filename="best" if cfg.checkpoint.save_top_k <= 1 else "best-e{epoch:03d}",
+                monitor=cfg.checkpoint.monitor,
+                mode=cfg.checkpoint.mode,
+                save_top_k=cfg.checkpoint.save_top_k,
+                save_last=False,
+                every_n_epochs=cfg.trainer.valid_period,
+                save_on_train_epoch_end=True,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+            last_cb = ModelCheckpoint(
+                dirpath=folder.checkpoints,
+                save_top_k=0,
+                save_last=True,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+            interrupt = GracefulInterrupt(folder.last_checkpoint)
+            progress = TrainProgress()
+            all_callbacks: list[Any] = [
+                ReproducibleProgress(progress, cfg.seed),
+                validation,
+                *callbacks,
+                ProgressBar(),
+                best_cb,
+                *([last_cb] if cfg.checkpoint.save_last else []),
+                interrupt,
+            ]
+            datamodule = PipelineDataModule(
+                train=train_items,
+                sampler_factory=sampler_factory,
+                progress=progress,
+                num_workers=cfg.data.num_workers,
+                seed=cfg.seed,
+            )
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            trainer = make_trainer(
+                cfg.trainer,
+                callbacks=all_callbacks,
+                loggers=loggers.lightning_loggers(),
+                root=folder.path,
+                verbose=verbose,
+                find_unused_parameters=cfg.trainer.find_unused_parameters,
+                max_epochs=cfg.trainer.max_epochs,
+                limit_val_batches=0,
+            )
+            if trainer.is_global_zero:
+                loggers.log_params(flatten_config(resolved))
+                loggers.log_artifact(folder.config_file, "config.yaml")
+            interrupted = False
+            with keep_sigint(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*no `validation_step`.*")  # validation: RerankValidation
+                try:
+                    ckpt_path = str(folder.last_checkpoint) if resume_dir is not None else None
+                    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+                except SystemExit:  # how Lightning ends a run after a KeyboardInterrupt
+                    if not (interrupt.requested or trainer.interrupted):
+                        raise
+                    interrupted = True
+                except BaseException:
+                    loggers.finish("failed")
+                    raise
+            interrupted = interrupted or trainer.interrupted
+            history = folder.read_metrics() if trainer.is_global_zero else []
+            if trainer.is_global_zero:
+                if folder.metrics_file.exists():
+                    loggers.log_artifact(folder.metrics_file, "metrics.json")
+                loggers.finish("failed" if interrupted else "success")
     finally:
         if quiet is not None:
             quiet.setLevel(level)
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if interrupted and verbose and trainer.is_global_zero:
+        print(
+            f"\nInterrupted. Checkpoint: {folder.last_checkpoint}\n"
+            f"Continue with: omlcore train-postprocessor --resume {folder.path}",
+            flush=True,
+        )
+    reranked = [r for r in history if r.get("reranked")]
+    last_metrics = {k: v for k, v in reranked[-1].items() if k in validation.baseline} if reranked else {}
+    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
     last = folder.last_checkpoint if folder.last_checkpoint.is_file() else None
     return PostprocessorRunResult(
         run_dir=folder.path,
-        metrics=dict(validation.last_metrics),
+        metrics=last_metrics or dict(validation.last_metrics),
         baseline=dict(validation.baseline),
         best_checkpoint=best,
         last_checkpoint=last,
         cache_hits={"train": hit_train, "validation": hit_val},
+        history=history,
+        interrupted=interrupted,
     )
