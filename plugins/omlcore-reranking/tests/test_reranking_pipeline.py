@@ -101,7 +101,8 @@ def test_config_problems_are_reported_together_before_any_work(mock_root: Path, 
     }
     got = _issues(slots)
     assert "concat_siamese" in got["pairwise_model.name"]  # did-you-mean
-    assert {"optimizer.args.lr", "trainer.devices"} <= set(got)
+    assert "optimizer.args.lr" in got
+    assert "trainer.devices" not in got  # several devices run DDP
     assert "pipeline" in _issues({**base, "pipeline": "train"})
 
 

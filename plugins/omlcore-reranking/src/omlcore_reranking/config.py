@@ -75,8 +75,4 @@ class TrainPostprocessorConfig(_Strict):
 
     def cross_field_issues(self) -> list[ConfigIssue]:
         """Problems that involve several keys (phase 1, no plugin imported)."""
-        issues = batching_issues(self.sampler, self.data)
-        devices = self.trainer.devices
-        if (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1):
-            issues.append(ConfigIssue("trainer.devices", "train_postprocessor runs on one device; set devices: 1"))
-        return issues
+        return batching_issues(self.sampler, self.data)

@@ -7,6 +7,7 @@ the command runs (see :mod:`omlcore_reranking.pipeline`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def _run_train_postprocessor(args: argparse.Namespace) -> int:
     except (ConfigError, RerankingError) as exc:
         print(f"omlcore: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if any(os.environ.get(v, "0") not in ("", "0") for v in ("RANK", "LOCAL_RANK", "NODE_RANK")):
+        return EXIT_INTERRUPTED if result.interrupted else EXIT_OK  # a process launched for DDP: rank 0 reports
     print(f"run folder: {result.run_dir}")
     if result.interrupted:
         print(f"interrupted; continue with: omlcore train-postprocessor --resume {result.run_dir}")

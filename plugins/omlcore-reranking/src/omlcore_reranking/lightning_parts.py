@@ -5,7 +5,8 @@
   keeps the epoch's mean loss (in checkpoints too, so a run resumed mid-epoch reports the same mean).
   State-dict keys are ``model.*``.
 - :class:`RerankValidation`: every ``valid_period`` epochs, re-ranks the validation top-k with the model
-  being trained, on the module's device, and logs the metrics (to the experiment loggers, and so that
+  being trained, on the module's device (on every DDP process, the first one's metrics broadcast), and
+  logs the metrics (to the experiment loggers, and so that
   ``ModelCheckpoint`` can monitor them); also writes them to the run folder's ``metrics.json``, whose record
   count is saved in checkpoints (a resumed run drops the records written after its checkpoint).
 """
@@ -267,6 +268,8 @@ class RerankValidation(Callback):
         model = pl_module.model
         assert isinstance(model, nn.Module)
         metrics = self.rerank_metrics(model, pl_module.device)
+        if trainer.world_size > 1:  # every process re-ranked with the same weights; make them agree to the bit
+            metrics = trainer.strategy.broadcast(metrics, src=0)
         self.last_metrics = metrics
         pl_module.log_dict({k: v for k, v in metrics.items() if not math.isnan(v)}, on_step=False, on_epoch=True)
         record: dict[str, Any] = {"epoch": epoch, "reranked": True, "step": trainer.global_step}

@@ -22,7 +22,12 @@ saves ``checkpoints/last.ckpt``, and ``resume=RUN_DIR`` continues from it (recor
 checkpoint are dropped, so ``metrics.json`` ends as that of an uninterrupted run).
 
 Run folder: ``config.yaml``, ``metrics.json``, ``checkpoints/{best,last}.ckpt`` (state-dict keys
-``model.*``: ``concat_siamese``'s ``weights`` loads them). Single process (one device) only.
+``model.*``: ``concat_siamese``'s ``weights`` loads them).
+
+Several devices (``trainer.devices: 2``, DDP as in ``omlcore train``): only the first process computes the
+embeddings cache (the others read it), every process trains on its share of the batches, and every process
+re-ranks the whole validation set with the same weights (the first process's metrics are broadcast, so all
+agree exactly).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +86,6 @@ def load_train_postprocessor_config(
     assert isinstance(cfg, TrainPostprocessorConfig)
     # Everything at once: cross-field checks, every component slot, the postprocessor built with a placeholder.
     issues = [*cross_field_issues(cfg), *plugin_issues(cfg), *_postprocessor_issues(cfg.postprocessor)]
-    if cfg.trainer.devices == "auto" and torch.cuda.device_count() > 1:
-        issues.append(ConfigIssue("trainer.devices", "train_postprocessor runs on one device; set devices: 1"))
     if issues:
         raise ConfigValidationError(issues, name)
     return cfg
@@ -151,23 +154,60 @@ def _embed(extractor: Any, dataset: Any, batch_size: int, num_workers: int, devi
     return torch.cat(out) if out else torch.empty(0, int(extractor.feat_dim))
 
 
+WAIT_FOR_CACHE_S = 3600.0
+"""How long a process launched for DDP waits for the first process to write the embeddings cache."""
+
+
 def _cached_embeddings(
-    cfg: TrainPostprocessorConfig, split: str, dataset: Any, extractor: Any, device: torch.device
+    cfg: TrainPostprocessorConfig,
+    split: str,
+    dataset: Any,
+    extractor: Callable[[], Any],
+    device: torch.device,
+    rank0: bool = True,
 ) -> tuple[torch.Tensor, bool]:
+    """The split's embeddings from the cache, computed (by ``extractor()``) and cached if needed. Only the
+    first process computes: the others (DDP) read the file the first process wrote, waiting for it."""
     from omlcore_reranking.cache import EmbeddingsCache, files_stat_digest
 
-    cache = EmbeddingsCache(cfg.embeddings_cache.folder / f"{split}.pt", refresh=cfg.embeddings_cache.refresh)
+    path = cfg.embeddings_cache.folder / f"{split}.pt"
+    cache = EmbeddingsCache(path, refresh=cfg.embeddings_cache.refresh and rank0)
     key = cache.key(
         extractor=cfg.extractor,
         transforms=cfg.transforms_extraction,
         csv=Path(cfg.data.dataset_root) / cfg.data.dataframe_name,
         extra={"split": split, "images": files_stat_digest(dataset.paths), "device": device.type},
     )
-    return cache.get_or_compute(
-        key,
-        lambda: _embed(extractor, dataset, cfg.embeddings_cache.batch_size, cfg.data.num_workers, device),
-        n_rows=len(dataset),
-    )
+    if rank0:
+        return cache.get_or_compute(
+            key,
+            lambda: _embed(extractor(), dataset, cfg.embeddings_cache.batch_size, cfg.data.num_workers, device),
+            n_rows=len(dataset),
+        )
+    return _wait_for_cache(cache, key, len(dataset)), True
+
+
+def _wait_for_cache(cache: Any, key: Mapping[str, Any], n_rows: int) -> torch.Tensor:
+    """The embeddings the first process writes for ``key`` (a file still missing or made for another key is
+    waited for: the first process may be computing or refreshing it)."""
+    import time
+
+    from omlcore_reranking.errors import RerankingError, StaleEmbeddingsCacheError
+
+    deadline = time.monotonic() + WAIT_FOR_CACHE_S
+    while True:
+        try:
+            emb = cache.load(key, n_rows)
+        except StaleEmbeddingsCacheError:
+            emb = None
+        if emb is not None:
+            return emb  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise RerankingError(
+                f"{cache.path}: the first process did not write the embeddings cache within "
+                f"{WAIT_FOR_CACHE_S:.0f} s; this process (launched for DDP) does not compute it itself"
+            )
+        time.sleep(0.5)
 
 
 def _run_issues(cfg: TrainPostprocessorConfig) -> list[ConfigIssue]:
@@ -242,11 +282,18 @@ def train_postprocessor(
     if ext_train is None or ext_val is None:
         missing = "train" if ext_train is None else "validation"
         raise ConfigError(f"data: {csv} has no rows with split {missing!r}; train_postprocessor needs both splits")
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    extractor = build("extractor", cfg.extractor)
-    emb_train, hit_train = _cached_embeddings(cfg, "train", ext_train, extractor, device)
-    emb_val, hit_val = _cached_embeddings(cfg, "validation", ext_val, extractor, device)
-    del extractor
+    rank0 = env_rank_is_zero()
+    built: list[Any] = []
+
+    def extractor() -> Any:  # built only if an embedding is computed (never by the processes launched for DDP)
+        if not built:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            built.append(build("extractor", cfg.extractor))
+        return built[0]
+
+    emb_train, hit_train = _cached_embeddings(cfg, "train", ext_train, extractor, device, rank0)
+    emb_val, hit_val = _cached_embeddings(cfg, "validation", ext_val, extractor, device, rank0)
+    built.clear()
 
     t_train = build("transform", cfg.transforms_train) if cfg.transforms_train else None
     t_val = build("transform", cfg.transforms_val) if cfg.transforms_val else None
@@ -280,7 +327,6 @@ def train_postprocessor(
         scheduler_monitor=scheduling.monitor if scheduling else None,
         freeze_n_epochs=cfg.trainer.freeze_n_epochs,
     )
-    rank0 = env_rank_is_zero()
     validation = RerankValidation(
         postprocessor=cfg.postprocessor,
         embeddings=emb_val,
