@@ -50,6 +50,7 @@ def _timings(lines: list[tuple[float, str]]) -> dict[str, Any]:
     start: dict[int, float] = {}
     end: dict[int, float] = {}
     validated: dict[int, float] = {}
+    loss: dict[int, float] = {}
     for t, text in lines:
         bar = re.match(r"Epoch (\d+):\s+(\d+)%", text)
         if bar:
@@ -57,6 +58,8 @@ def _timings(lines: list[tuple[float, str]]) -> dict[str, Any]:
             start.setdefault(epoch, t)
             if bar.group(2) == "100":
                 end.setdefault(epoch, t)  # the last batch is done; later 100% lines only refresh the figures
+                if m := re.search(r"train/loss_epoch=([\d.]+)", text):
+                    loss[epoch] = float(m.group(1))  # the epoch's own mean loss once the epoch has ended
         done = re.search(r"(?:^|\])epoch (\d+): OVERALL/", text)  # printed after the validation, maybe behind the bar
         if done:
             validated[int(done.group(1))] = t
@@ -65,6 +68,7 @@ def _timings(lines: list[tuple[float, str]]) -> dict[str, Any]:
         "seconds_before_training": round(start[min(start)], 1) if start else None,
         "epoch_train_s": {e: round(end[e] - start[e], 1) for e in epochs if e in start},
         "validation_s": {e: round(validated[e] - end[e], 1) for e in sorted(validated) if e in end},
+        "train_loss_epoch": loss,
     }
     wall, rss = [], []
     for _, text in lines:
