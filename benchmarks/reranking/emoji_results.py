@@ -17,6 +17,7 @@ after re-ranking at every validation, the training time of every epoch and the t
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -34,8 +35,10 @@ def stamp(log: Path) -> None:
     """Copy stdin to LOG, one line per progress-bar update or printed line, prefixed by seconds since start."""
     t0 = time.time()
     buf = b""
+    stdin = sys.stdin.buffer
+    assert isinstance(stdin, io.BufferedReader)  # read1: whatever has arrived, so progress bars are timed live
     with log.open("w") as out:
-        while chunk := sys.stdin.buffer.read1(4096):
+        while chunk := stdin.read1(4096):
             buf += chunk
             while (i := min((p for p in (buf.find(b"\r"), buf.find(b"\n")) if p >= 0), default=-1)) >= 0:
                 line, buf = buf[:i], buf[i + 1 :]
