@@ -199,12 +199,24 @@ class ExtractorModule(pl.LightningModule):
         self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
         self._loss_sum = self._loss_sum + loss.detach().double() * size  # no device sync per step
         self._loss_count += size
-        logs: Mapping[str, float] = getattr(self.criterion, "last_logs", None) or {}
-        for name, value in logs.items():
-            self.log(f"train/{name}", float(value), on_step=True, on_epoch=False, batch_size=size)
-        if self._trainer is not None and self.trainer.optimizers:
-            self.log("lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True, batch_size=size)
+        if self._logs_written_this_step():
+            logs: Mapping[str, float] = getattr(self.criterion, "last_logs", None) or {}
+            for name, value in logs.items():
+                self.log(f"train/{name}", float(value), on_step=True, on_epoch=False, batch_size=size)
+            if self._trainer is not None and self.trainer.optimizers:
+                self.log("lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True, batch_size=size)
         return loss
+
+    def _logs_written_this_step(self) -> bool:
+        """Whether Lightning sends this step's values to the loggers (every ``trainer.log_every_n_steps`` steps
+        and the last one). The loss's own numbers and the learning rate are logged only then: each ``self.log``
+        costs Lightning 1-2 ms of bookkeeping, and a value logged in between is overwritten before any logger
+        sees it. The loss itself is logged every step (the progress bar shows it)."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        connector = getattr(trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def _with_embeddings(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in batch.items() if k != self.input_key}
