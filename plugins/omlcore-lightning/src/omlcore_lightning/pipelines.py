@@ -598,6 +598,36 @@ def _run_folder_for(run: Any, resume: Path | None) -> RunFolder:
     return RunFolder.create(run.logs_root, run.logs_folder, run.postfix)
 
 
+def _checkpoint_callbacks(
+    folder: RunFolder, section: Any, *, on_train_epoch_end: bool, every_n_epochs: int | None = None
+) -> tuple[ModelCheckpoint, GracefulInterrupt, list[Callback]]:
+    """The checkpointing of a run folder: ``best`` by ``section.monitor`` (``every_n_epochs``, saved at the end of
+    the training epoch or of validation), ``last`` after every epoch if ``section.save_last``, and Ctrl-C's
+    checkpoint. Returns the best-checkpoint callback, the interrupt callback and all of them in the order they
+    must run (the interrupt after the others), for the end of the trainer's callback list."""
+    best = ModelCheckpoint(
+        dirpath=folder.checkpoints,
+        filename="best" if section.save_top_k <= 1 else "best-e{epoch:03d}",
+        monitor=section.monitor,
+        mode=section.mode,
+        save_top_k=section.save_top_k,
+        save_last=False,
+        every_n_epochs=every_n_epochs,
+        auto_insert_metric_name=False,
+        save_on_train_epoch_end=on_train_epoch_end,
+        enable_version_counter=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=folder.checkpoints,
+        save_top_k=0,
+        save_last=True,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    interrupt = GracefulInterrupt(folder.last_checkpoint)
+    return best, interrupt, [best, *([last] if section.save_last else []), interrupt]
+
+
 def _open_loggers(specs: Any, folder: RunFolder, tags: Sequence[str], *, rank0: bool) -> ExperimentLoggers:
     """The run's experiment loggers (first process only), started before anything is written to the
     folder: if one cannot start (credentials, server), a folder this run created is removed again, so a
@@ -796,25 +826,7 @@ def train(
             )
         recorder = _RunRecorder(folder, metric_callbacks, resolved)
         monitor_is_train = cfg.checkpoint.monitor in TRAIN_METRICS
-        best_cb = ModelCheckpoint(
-            dirpath=folder.checkpoints,
-            filename="best" if cfg.checkpoint.save_top_k <= 1 else "best-e{epoch:03d}",
-            monitor=cfg.checkpoint.monitor,
-            mode=cfg.checkpoint.mode,
-            save_top_k=cfg.checkpoint.save_top_k,
-            save_last=False,
-            auto_insert_metric_name=False,
-            save_on_train_epoch_end=monitor_is_train,
-            enable_version_counter=False,
-        )
-        last_cb = ModelCheckpoint(
-            dirpath=folder.checkpoints,
-            save_top_k=0,
-            save_last=True,
-            save_on_train_epoch_end=True,
-            enable_version_counter=False,
-        )
-        interrupt = GracefulInterrupt(folder.last_checkpoint)
+        best_cb, interrupt, saving = _checkpoint_callbacks(folder, cfg.checkpoint, on_train_epoch_end=monitor_is_train)
         all_callbacks: list[Callback] = [
             ReproducibleProgress(progress, cfg.seed),
             *metric_callbacks,
@@ -822,9 +834,7 @@ def train(
             *collect_trainer_callbacks(cfg),
             *callbacks,
             ProgressBar(),
-            best_cb,
-            *([last_cb] if cfg.checkpoint.save_last else []),
-            interrupt,
+            *saving,
         ]
         datamodule = _DataModule(
             train=train_ds,

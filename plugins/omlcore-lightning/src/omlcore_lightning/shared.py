@@ -13,6 +13,7 @@ omlcore-reranking's ``train_postprocessor`` builds on these, so that its experim
   batches (see :mod:`omlcore_lightning.data`);
 - :func:`device_issues`, :func:`extra_args_issues`, :func:`trainer_issues`: the up-front checks of the
   ``trainer`` section; :func:`checkpoint_fits`: a ``--resume`` checkpoint against the module built;
+  :func:`checkpoint_callbacks`: best, last and Ctrl-C checkpoints in the run folder;
 - :func:`quiet_lightning`, :func:`keep_sigint`, :func:`figure_saver`.
 
 Import this module only where Lightning is wanted (it imports torch and Lightning).
@@ -20,6 +21,7 @@ Import this module only where Lightning is wanted (it imports torch and Lightnin
 
 from __future__ import annotations
 
+from omlcore_lightning.pipelines import _checkpoint_callbacks as checkpoint_callbacks
 from omlcore_lightning.pipelines import _checkpoint_fits as checkpoint_fits
 from omlcore_lightning.pipelines import _DataModule as PipelineDataModule
 from omlcore_lightning.pipelines import _device_issues as device_issues
@@ -36,6 +38,7 @@ from omlcore_lightning.pipelines import make_sampler_factory
 
 __all__ = [
     "PipelineDataModule",
+    "checkpoint_callbacks",
     "checkpoint_fits",
     "device_issues",
     "extra_args_issues",

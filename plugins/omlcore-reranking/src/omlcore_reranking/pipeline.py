@@ -239,13 +239,13 @@ def train_postprocessor(
     missing checkpoint to resume or a checkpoint of another model.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from omlcore_images.datasets import get_retrieval_images_datasets
-    from omlcore_lightning.callbacks import GracefulInterrupt, ProgressBar, ReproducibleProgress
+    from omlcore_lightning.callbacks import ProgressBar, ReproducibleProgress
     from omlcore_lightning.data import TrainProgress
     from omlcore_lightning.run import RunFolder, env_rank_is_zero, flatten_config
     from omlcore_lightning.shared import (
         PipelineDataModule,
+        checkpoint_callbacks,
         checkpoint_fits,
         keep_sigint,
         make_sampler_factory,
@@ -354,35 +354,16 @@ def train_postprocessor(
             if rank0:
                 folder.write_config(resolved)
             validation.folder = folder
-            best_cb = ModelCheckpoint(
-                dirpath=folder.checkpoints,
-                filename="best" if cfg.checkpoint.save_top_k <= 1 else "best-e{epoch:03d}",
-                monitor=cfg.checkpoint.monitor,
-                mode=cfg.checkpoint.mode,
-                save_top_k=cfg.checkpoint.save_top_k,
-                save_last=False,
-                every_n_epochs=cfg.trainer.valid_period,
-                save_on_train_epoch_end=True,
-                auto_insert_metric_name=False,
-                enable_version_counter=False,
+            best_cb, interrupt, saving = checkpoint_callbacks(
+                folder, cfg.checkpoint, on_train_epoch_end=True, every_n_epochs=cfg.trainer.valid_period
             )
-            last_cb = ModelCheckpoint(
-                dirpath=folder.checkpoints,
-                save_top_k=0,
-                save_last=True,
-                save_on_train_epoch_end=True,
-                enable_version_counter=False,
-            )
-            interrupt = GracefulInterrupt(folder.last_checkpoint)
             progress = TrainProgress()
             all_callbacks: list[Any] = [
                 ReproducibleProgress(progress, cfg.seed),
                 validation,
                 *callbacks,
                 ProgressBar(),
-                best_cb,
-                *([last_cb] if cfg.checkpoint.save_last else []),
-                interrupt,
+                *saving,
             ]
             datamodule = PipelineDataModule(
                 train=train_items,
