@@ -3,7 +3,7 @@
 wandb 0.31 has no reader for offline runs, so :func:`read_run` parses the file: a LevelDB-log framed
 stream (a 7-byte file header ``:W&B`` + magic + version, 32 KiB blocks, records with a 7-byte header
 ``<crc32 uint32, length uint16, type uint8>``, types FULL/FIRST/MIDDLE/LAST) of
-``wandb_internal_pb2.Record`` messages.
+``wandb_internal_pb2.Record`` messages. The checksum is zlib's CRC-32 of the type byte and the chunk.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import socket
 import struct
 import sys
 import time
+import zlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,11 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
 def records(path: Path) -> Iterator[bytes]:
-    """The payloads of a W&B transaction log."""
+    """The payloads of a W&B transaction log, up to the first chunk that is not whole yet.
+
+    W&B's service process may still be writing the file: a chunk cut short at the file's end, or whose
+    bytes have not all landed (checksum mismatch), ends the stream instead of being parsed.
+    """
     data = path.read_bytes()
     assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
     pos, pending = 7, b""
@@ -47,11 +52,13 @@ def records(path: Path) -> Iterator[bytes]:
         if left < 7:  # a block's tail too short for a header is padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:  # zero padding up to the block's end
             pos += left
             continue
         chunk = data[pos + 7 : pos + 7 + length]
+        if len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != crc:
+            return
         pos += 7 + length
         if kind == FULL:
             yield chunk
@@ -220,6 +227,29 @@ def test_lightning_fit_writes_into_the_same_run(tmp_path: Path) -> None:
     assert run.artifacts == {f"{logger.run_id}-best.ckpt": {"best.ckpt": "model"}}
     assert any("after_fit/_type" in row for row in run.history)
     assert logger.failures == []
+
+
+def test_reader_stops_at_a_record_still_being_written(tmp_path: Path) -> None:
+    """:func:`read_run` polls the file while W&B's service writes it: a cut or half-landed tail must not be parsed."""
+    logger = WandbLogger(mode="offline", save_dir=tmp_path / "wb")
+    for step in range(50):
+        logger.log_metrics({"m": float(step)}, step)
+    folder = logger.run_folder
+    logger.finish("success")
+    whole = read_run(folder)
+    assert whole.exit_code == 0
+    (log,) = folder.glob("run-*.wandb")
+    data = log.read_bytes()
+    full = list(records(log))
+    for cut in (len(data) - 1, len(data) // 2, len(data) // 3 + 5):
+        log.write_bytes(data[:cut])
+        assert full[: len(list(records(log)))] == list(records(log))
+        assert _parse_run(folder).exit_code is None
+    garbled = bytearray(data)
+    garbled[len(data) // 2] ^= 0xFF  # a chunk whose bytes have not all landed yet
+    log.write_bytes(bytes(garbled))
+    assert len(list(records(log))) < len(full)
+    assert _parse_run(folder).exit_code is None
 
 
 def test_online_without_credentials_fails_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
