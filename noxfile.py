@@ -18,7 +18,8 @@ Run everything CI runs with ``python3 -m nox`` (the default session list below).
                   (non-editable, core with the ``[all]`` extra) and runs ``omlcore plugins list`` and
                   ``omlcore plugins check`` from outside the source tree.
 ``docs``          everything installed as in tests_all; ``pytest tests/test_docs.py`` (runs the code
-                  blocks of README.md and docs/*.md).
+                  blocks of README.md and docs/*.md). Not a default session: tests_all runs
+                  tests/test_docs.py already; ``nox -s docs`` is the quick loop while writing docs.
 
 Arguments after ``--`` go to pytest (tests_*, docs), mypy (typecheck) or the schema command.
 Plugins are discovered at import time by globbing ``plugins/*/pyproject.toml``; nothing is run.
@@ -98,7 +99,6 @@ nox.options.sessions = [
     "tests_all",
     "schemas",
     "build",
-    "docs",
 ]
 
 ROOT = Path(__file__).resolve().parent
