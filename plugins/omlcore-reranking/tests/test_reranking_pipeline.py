@@ -54,6 +54,66 @@ def test_a_run_trains_validates_by_reranking_and_reuses_its_cache(mock_root: Pat
     assert again.baseline == result.baseline
 
 
+def _on_embeddings(root: Path, tmp: Path, **over: Any) -> dict[str, Any]:
+    """The tiny config with ``linear_siamese`` re-ranking by ``pairwise_embeddings`` (no train/val transforms)."""
+    cfg = _config(root, tmp, **over)
+    del cfg["transforms_train"], cfg["transforms_val"]
+    cfg["pairwise_model"] = {"name": "linear_siamese", "args": {"feat_dim": 8}}
+    cfg["postprocessor"] = {"name": "pairwise_embeddings", "args": {"top_n": 3}}
+    return cfg
+
+
+def test_a_model_over_embeddings_trains_on_the_cache_without_reading_images(
+    mock_root: Path, tmp_path: Path, tiny: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omlcore_images.datasets import ImageBaseDataset
+    from omlcore_reranking import LinearSiamese
+
+    reads: list[int] = []
+    read_image = ImageBaseDataset.read_image
+
+    def counted(self: Any, idx: int) -> Any:
+        reads.append(idx)
+        return read_image(self, idx)
+
+    monkeypatch.setattr(ImageBaseDataset, "read_image", counted)
+    cfg = _on_embeddings(mock_root, tmp_path, trainer={"max_epochs": 3, "accelerator": "cpu", "devices": 1})
+    result = train_postprocessor(cfg, verbose=False)
+    rows = len(torch.load(tmp_path / "cache" / "train.pt", weights_only=False)["embeddings"]) + len(
+        torch.load(tmp_path / "cache" / "validation.pt", weights_only=False)["embeddings"]
+    )
+    assert len(reads) == rows  # each image once, for the cache; training and validation read none
+    assert [r["epoch"] for r in result.history] == [None, 0, 1, 2]
+    assert result.metrics["OVERALL/cmc/3"] == result.baseline["OVERALL/cmc/3"]  # top 3 re-ordered only
+    assert result.best_checkpoint is not None
+    trained = LinearSiamese(8, weights=str(result.best_checkpoint))
+    assert not torch.equal(trained.proj.weight, torch.eye(8))  # it learned (identity at the start)
+
+    reads.clear()
+    again = train_postprocessor(
+        _on_embeddings(mock_root, tmp_path, run={"logs_root": str(tmp_path / "logs"), "logs_folder": "again"}),
+        verbose=False,
+    )
+    assert again.cache_hits == {"train": True, "validation": True}
+    assert reads == []
+
+
+def test_transforms_a_model_over_embeddings_would_not_use_are_refused(
+    mock_root: Path, tmp_path: Path, tiny: None
+) -> None:
+    from omlcore.config import load_config
+
+    cfg = _on_embeddings(mock_root, tmp_path)
+    cfg["transforms_val"] = {"name": "norm_resize_torch", "args": {"im_size": 32}}
+    with pytest.raises(ConfigValidationError) as info:
+        load_config(cfg)  # what `omlcore check` runs: this plugin's hook reports it
+    issues = {i.path: i.message for i in info.value.issues}
+    assert list(issues) == ["transforms_val"]
+    assert "'pairwise_embeddings' reads embeddings" in issues["transforms_val"]
+    del cfg["transforms_val"]
+    load_config(cfg)
+
+
 def test_a_stale_cache_stops_the_run_before_anything_is_written(mock_root: Path, tmp_path: Path, tiny: None) -> None:
     train_postprocessor(
         _config(mock_root, tmp_path, trainer={"max_epochs": 1, "accelerator": "cpu", "devices": 1}), verbose=False
@@ -104,6 +164,10 @@ def test_config_problems_are_reported_together_before_any_work(mock_root: Path, 
     assert "optimizer.args.lr" in got
     assert "trainer.devices" not in got  # several devices run DDP
     assert "pipeline" in _issues({**base, "pipeline": "train"})
+    from omlcore.config import load_config
+
+    with pytest.raises(ConfigValidationError, match="model being trained"):  # `omlcore check` sees it too
+        load_config(with_model)
 
 
 def test_an_unknown_monitor_is_refused_before_the_run_folder_exists(

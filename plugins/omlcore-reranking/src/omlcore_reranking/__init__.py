@@ -34,6 +34,7 @@ _LAZY = {
     "EmbeddingsCache": "omlcore_reranking.cache",
     "embeddings_cache_key": "omlcore_reranking.cache",
     "pairwise_bce_loss": "omlcore_reranking.training",
+    "EmbeddingItems": "omlcore_reranking.training",
     "WithEmbeddings": "omlcore_reranking.training",
     "InputSizeError": "omlcore_reranking.errors",
     "RerankingError": "omlcore_reranking.errors",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from omlcore_reranking.postprocessors import PairwiseImagesReranker as PairwiseImagesReranker
     from omlcore_reranking.postprocessors import TopKPostprocessor as TopKPostprocessor
     from omlcore_reranking.postprocessors import merge_reranked as merge_reranked
+    from omlcore_reranking.training import EmbeddingItems as EmbeddingItems
     from omlcore_reranking.training import WithEmbeddings as WithEmbeddings
     from omlcore_reranking.training import pairwise_bce_loss as pairwise_bce_loss
 

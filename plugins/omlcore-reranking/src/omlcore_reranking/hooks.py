@@ -1,4 +1,5 @@
-"""Hook implementations: the ``omlcore train-postprocessor`` command.
+"""Hook implementations: the ``omlcore train-postprocessor`` command, and the checks of its configs (so that
+``omlcore check`` reports what the command would refuse).
 
 Import-light on purpose: ``omlcore --help`` loads this module, so torch and Lightning are imported only when
 the command runs (see :mod:`omlcore_reranking.pipeline`).
@@ -9,11 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omlcore.hookspecs import hookimpl
 
-__all__ = ["omlcore_add_commands"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from omlcore.errors import ConfigIssue
+
+__all__ = ["omlcore_add_commands", "omlcore_validate_config"]
 
 EXIT_OK, EXIT_INVALID, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -91,3 +99,16 @@ def omlcore_add_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     cmd.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its last checkpoint")
     cmd.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     cmd.set_defaults(func=_run_train_postprocessor)
+
+
+@hookimpl
+def omlcore_validate_config(config: BaseModel) -> Sequence[ConfigIssue]:
+    """For ``pipeline: train_postprocessor``: :func:`omlcore_reranking.pipeline.train_postprocessor_issues`
+    (imports torch, for that pipeline only)."""
+    from omlcore_reranking.config import TrainPostprocessorConfig
+
+    if not isinstance(config, TrainPostprocessorConfig):
+        return []
+    from omlcore_reranking.pipeline import train_postprocessor_issues
+
+    return train_postprocessor_issues(config)

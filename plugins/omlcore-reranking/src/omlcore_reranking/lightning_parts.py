@@ -144,7 +144,8 @@ class RerankValidation(Callback):
     Args:
         postprocessor: the re-ranker's ``{name, args}`` without ``pairwise_model`` (it gets the module's model).
         embeddings: ``(N, D)`` the frozen extractor's embeddings of the validation dataset's rows.
-        dataset: the validation dataset (labels, ``is_query``, ``is_gallery``, images for the re-ranker).
+        dataset: the validation dataset (labels, ``is_query``, ``is_gallery``; images for a re-ranker whose
+            ``reads`` is ``"items"``; one that reads embeddings gets ``embeddings``).
         metrics: which metrics (``MetricsSection`` of the config).
         valid_period: validate after epochs ``valid_period - 1``, ``2 * valid_period - 1``, ...
         folder: an ``omlcore_lightning.RunFolder`` (records go to its ``metrics.json``), or None.
@@ -256,9 +257,10 @@ class RerankValidation(Callback):
                 args["device"] = str(device)
             self.devices_used.append(torch.device(device))
         pp = build("postprocessor", {"name": self.postprocessor.name, "args": args})
+        items = self.dataset if getattr(pp, "reads", "items") == "items" else None  # None: the embeddings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            result = reranked_retrieval_metrics(*self._args(), pp, dataset=self.dataset, **self.kwargs)
+            result = reranked_retrieval_metrics(*self._args(), pp, dataset=items, **self.kwargs)
         return result.flat()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

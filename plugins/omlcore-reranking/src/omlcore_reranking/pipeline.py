@@ -15,6 +15,11 @@
    (``transforms_val``), on the Lightning module's device; the metrics go to ``metrics.json`` and pick
    ``checkpoints/best.ckpt``. The first record (``epoch: null``) holds the metrics without re-ranking.
 
+The postprocessor's ``reads`` decides what the pairwise model takes. ``pairwise_images`` (``reads: items``):
+images, as above. ``pairwise_embeddings`` (``reads: embeddings``, e.g. with ``linear_siamese``): the cached
+embeddings, in training and in validation; no image is read after the cache is made, and
+``transforms_train`` / ``transforms_val`` are refused (they would not be used).
+
 As ``omlcore train`` (through :mod:`omlcore_lightning.shared`): the config's ``logger`` section starts before
 the run folder is written (one that cannot start removes a folder this run created) and gets the resolved
 config, every validation's metrics and the training loss; batches are reproducible and resumable; Ctrl-C
@@ -46,7 +51,14 @@ from omlcore.errors import ComponentBuildError, ConfigError, ConfigIssue, Config
 from omlcore.schemas import ComponentSpec
 from omlcore_reranking.config import PIPELINE, EmbeddingsCacheSection, TrainPostprocessorConfig
 
-__all__ = ["EmbeddingsCacheSection", "PostprocessorRunResult", "TrainPostprocessorConfig", "train_postprocessor"]
+__all__ = [
+    "EmbeddingsCacheSection",
+    "PostprocessorRunResult",
+    "TrainPostprocessorConfig",
+    "postprocessor_reads",
+    "train_postprocessor",
+    "train_postprocessor_issues",
+]
 
 
 @dataclass
@@ -84,11 +96,43 @@ def load_train_postprocessor_config(
     except ConfigValidationError as exc:
         raise ConfigValidationError(exc.issues, name) from None
     assert isinstance(cfg, TrainPostprocessorConfig)
-    # Everything at once: cross-field checks, every component slot, the postprocessor built with a placeholder.
-    issues = [*cross_field_issues(cfg), *plugin_issues(cfg), *_postprocessor_issues(cfg.postprocessor)]
+    # Everything at once: cross-field checks, every component slot, and (this plugin's omlcore_validate_config
+    # hook, so `omlcore check` reports them too) train_postprocessor_issues.
+    issues = [*cross_field_issues(cfg), *plugin_issues(cfg)]
     if issues:
         raise ConfigValidationError(issues, name)
     return cfg
+
+
+def train_postprocessor_issues(cfg: TrainPostprocessorConfig) -> list[ConfigIssue]:
+    """The checks of a ``train_postprocessor`` config beyond its component slots: the ``postprocessor``
+    (built with a placeholder model, so values its constructor refuses show now) and transforms that would
+    not be used."""
+    return _postprocessor_issues(cfg.postprocessor) or _unused_transforms_issues(cfg)
+
+
+def postprocessor_reads(spec: ComponentSpec) -> str:
+    """The ``reads`` of the configured postprocessor (``"items"``: images, ``"embeddings"``): what the pairwise
+    model is trained and validated on. The postprocessor is built with a placeholder model to find out."""
+    from omlcore.registry import get_registry
+    from omlcore_reranking.models import TrivialDistanceSiamese
+
+    registry = get_registry()
+    reads = getattr(registry.resolve("postprocessor", spec.name), "reads", None)
+    if not isinstance(reads, str):  # a factory function: ask the object it builds
+        placeholder = {"name": spec.name, "args": {**spec.args, "pairwise_model": TrivialDistanceSiamese()}}
+        reads = getattr(registry.build("postprocessor", placeholder), "reads", "items")
+    return str(reads)
+
+
+def _unused_transforms_issues(cfg: TrainPostprocessorConfig) -> list[ConfigIssue]:
+    if postprocessor_reads(cfg.postprocessor) != "embeddings":
+        return []
+    why = (
+        f"is not used: the postprocessor {cfg.postprocessor.name!r} reads embeddings, so the pairwise model "
+        "trains and is validated on the cached embeddings (transforms_extraction makes them); remove it"
+    )
+    return [ConfigIssue(key, why) for key in ("transforms_train", "transforms_val") if getattr(cfg, key) is not None]
 
 
 def _postprocessor_issues(spec: ComponentSpec) -> list[ConfigIssue]:
@@ -258,7 +302,7 @@ def train_postprocessor(
 
     from omlcore.registry import build
     from omlcore_reranking.lightning_parts import PairwiseModule, RerankValidation
-    from omlcore_reranking.training import WithEmbeddings
+    from omlcore_reranking.training import EmbeddingItems, WithEmbeddings
 
     if isinstance(config, TrainPostprocessorConfig):
         cfg = load_train_postprocessor_config(config.model_dump(mode="json"), overrides) if overrides else config
@@ -295,14 +339,20 @@ def train_postprocessor(
     emb_val, hit_val = _cached_embeddings(cfg, "validation", ext_val, extractor, device, rank0)
     built.clear()
 
-    t_train = build("transform", cfg.transforms_train) if cfg.transforms_train else None
-    t_val = build("transform", cfg.transforms_val) if cfg.transforms_val else None
-    train_ds, val_ds = get_retrieval_images_datasets(
-        root, t_train, t_val, dataframe_name=cfg.data.dataframe_name, cache_size=cfg.data.cache_size
-    )
-    assert train_ds is not None
-    assert val_ds is not None
-    train_items = WithEmbeddings(train_ds, emb_train)
+    on_embeddings = postprocessor_reads(cfg.postprocessor) == "embeddings"
+    if on_embeddings:  # the pairwise model takes the cached embeddings: no image is read from here on
+        train_ds, val_ds = ext_train, ext_val
+        train_items: Any = EmbeddingItems(emb_train, train_ds.get_labels())
+    else:
+        t_train = build("transform", cfg.transforms_train) if cfg.transforms_train else None
+        t_val = build("transform", cfg.transforms_val) if cfg.transforms_val else None
+        images_train, images_val = get_retrieval_images_datasets(
+            root, t_train, t_val, dataframe_name=cfg.data.dataframe_name, cache_size=cfg.data.cache_size
+        )
+        assert images_train is not None
+        assert images_val is not None
+        train_ds, val_ds = images_train, images_val
+        train_items = WithEmbeddings(train_ds, emb_train)
     sampler_factory = make_sampler_factory(cfg.sampler, cfg.data.batch_size_train, cfg.seed, train_ds)
     sampler_factory()  # built once now, so that bad sampler arguments fail before the run starts
 
@@ -326,6 +376,7 @@ def train_postprocessor(
         scheduler_frequency=scheduling.frequency if scheduling else 1,
         scheduler_monitor=scheduling.monitor if scheduling else None,
         freeze_n_epochs=cfg.trainer.freeze_n_epochs,
+        input_key="embeddings" if on_embeddings else "input_tensors",
     )
     validation = RerankValidation(
         postprocessor=cfg.postprocessor,

@@ -6,6 +6,10 @@ embeddings of a frozen extractor (:class:`WithEmbeddings` adds them to a dataset
 and the model's logits of "different" are fitted to ``is_negative`` with
 ``binary_cross_entropy_with_logits`` (:func:`pairwise_bce_loss`). :func:`train_pairwise_epoch` is a plain
 torch loop over that step; the Lightning pipeline runs the same step.
+
+A pairwise model over embeddings (``linear_siamese``) needs no image at all: :class:`EmbeddingItems` gives
+the labels and the cached embeddings only, and the embeddings are both what the miner ranks pairs by and
+what the model takes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch.utils.data import Dataset
 
 from omlcore.protocols import PairMiner, PairwiseModel
 
-__all__ = ["WithEmbeddings", "pairwise_bce_loss", "train_pairwise_epoch"]
+__all__ = ["EmbeddingItems", "WithEmbeddings", "pairwise_bce_loss", "train_pairwise_epoch"]
 
 
 class WithEmbeddings(Dataset[dict[str, Any]]):
@@ -45,6 +49,32 @@ class WithEmbeddings(Dataset[dict[str, Any]]):
         if self.key in item:
             raise KeyError(f"WithEmbeddings: item {i} already has a {self.key!r} key")
         return {**item, self.key: self.embeddings[i]}
+
+
+class EmbeddingItems(Dataset[dict[str, Any]]):
+    """Items ``{labels_key: labels[i], key: embeddings[i]}``: a training set of cached embeddings alone.
+
+    For pairwise models over embeddings: nothing is read from disk while training. ``labels`` are the rows'
+    integer labels (e.g. ``dataset.get_labels()`` of the dataset the embeddings were computed from).
+    """
+
+    def __init__(self, embeddings: Tensor, labels: Any, key: str = "embeddings", labels_key: str = "labels") -> None:
+        labels = torch.as_tensor(labels)
+        if embeddings.ndim != 2 or labels.ndim != 1 or embeddings.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"EmbeddingItems: {tuple(embeddings.shape)} embeddings for {tuple(labels.shape)} labels; "
+                f"expected (N, D) and (N,) (a stale or foreign cache?)"
+            )
+        self.embeddings = embeddings
+        self.labels = labels.long()
+        self.key = key
+        self.labels_key = labels_key
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {self.labels_key: self.labels[i], self.key: self.embeddings[i]}
 
 
 def pairwise_bce_loss(
