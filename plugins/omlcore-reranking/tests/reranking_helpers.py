@@ -26,6 +26,24 @@ class TinyConvExtractor(nn.Module):
         return self.extract(x)
 
 
+def counting_images_reranker(**kwargs: Any) -> Any:
+    """``pairwise_images`` that appends how many queries each ``process`` call gets to
+    ``$OMLCORE_TEST_COUNTS/<pid>.txt`` (one file per process), when that variable is set."""
+    import os
+
+    from omlcore_reranking import PairwiseImagesReranker
+
+    class Counting(PairwiseImagesReranker):
+        def process(self, distances: Tensor, retrieved: Tensor, query_ids: Tensor, dataset: Any) -> Any:
+            folder = os.environ.get("OMLCORE_TEST_COUNTS")
+            if folder:
+                with (Path(folder) / f"{os.getpid()}.txt").open("a") as f:
+                    f.write(f"{query_ids.numel()}\n")
+            return super().process(distances, retrieved, query_ids, dataset)
+
+    return Counting(**kwargs)
+
+
 class PositionalConvExtractor(TinyConvExtractor):
     """Like :class:`TinyConvExtractor`, but rows are weighted by their height position before pooling, so
     stacking ``x1`` over ``x2`` differs from ``x2`` over ``x1``."""

@@ -5,10 +5,11 @@
   keeps the epoch's mean loss (in checkpoints too, so a run resumed mid-epoch reports the same mean).
   State-dict keys are ``model.*``.
 - :class:`RerankValidation`: every ``valid_period`` epochs, re-ranks the validation top-k with the model
-  being trained, on the module's device (on every DDP process, the first one's metrics broadcast), and
-  logs the metrics (to the experiment loggers, and so that
-  ``ModelCheckpoint`` can monitor them); also writes them to the run folder's ``metrics.json``, whose record
-  count is saved in checkpoints (a resumed run drops the records written after its checkpoint).
+  being trained, on the module's device (under DDP each process re-ranks its share of the queries, see
+  :class:`QueryShards`, and the first one's metrics are broadcast), and logs the metrics (to the experiment
+  loggers, and so that ``ModelCheckpoint`` can monitor them); also writes them to the run folder's
+  ``metrics.json``, whose record count is saved in checkpoints (a resumed run drops the records written
+  after its checkpoint).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from omlcore.errors import ConfigIssue, ConfigValidationError
 from omlcore.schemas import ComponentSpec, MetricsSection
 from omlcore_reranking.training import pairwise_bce_loss
 
-__all__ = ["BASELINE_PREFIX", "PairwiseModule", "RerankValidation"]
+__all__ = ["BASELINE_PREFIX", "PairwiseModule", "QueryShards", "RerankValidation"]
 
 BASELINE_PREFIX = "extractor/"
 """Prefix of the extractor's metrics (no re-ranking) sent to the experiment loggers at step 0."""
@@ -138,6 +139,58 @@ class PairwiseModule(pl.LightningModule):
         )
 
 
+class QueryShards:
+    """A postprocessor that re-ranks this process's share of the queries and gathers the others' shares.
+
+    Every process of a DDP run calls :meth:`process` with the same ``(Q, K)`` top-k; process ``rank`` hands
+    rows ``[rank * ceil(Q / world), (rank + 1) * ceil(Q / world))`` to ``inner`` and the results of all
+    processes are gathered in rank order, so every process returns the whole re-ranked top-k (as ``inner``
+    alone would: a query's re-ranking does not depend on the other queries). The pairs scored per process
+    drop from ``Q x top_n`` to ``Q x top_n / world``.
+
+    ``gather(t)`` stacks the same-shaped ``t`` of every process into ``(world, *t.shape)`` (the Lightning
+    strategy's ``all_gather``). If ``inner`` fails on one process, every process raises (the failing one
+    its own error, the others a :class:`~omlcore_reranking.errors.RerankingError` naming it) instead of
+    waiting forever for the failed one's results.
+    """
+
+    def __init__(self, inner: Any, rank: int, world_size: int, gather: Callable[[Tensor], Tensor]) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"QueryShards: rank {rank} outside a world of {world_size} processes")
+        self.inner = inner
+        self.rank = rank
+        self.world_size = world_size
+        self.gather = gather
+        self.top_n = getattr(inner, "top_n", None)
+        self.reads = getattr(inner, "reads", "items")
+
+    def process(self, distances: Tensor, retrieved: Tensor, query_ids: Tensor, dataset: Any) -> tuple[Tensor, Tensor]:
+        from omlcore_reranking.errors import RerankingError
+
+        n, width = distances.shape
+        per = -(-n // self.world_size)
+        lo, hi = min(self.rank * per, n), min((self.rank + 1) * per, n)
+        mine_d = torch.full((per, width), math.inf, dtype=distances.dtype)
+        mine_r = torch.full((per, width), -1, dtype=torch.long)
+        error: BaseException | None = None
+        if hi > lo:
+            try:
+                d, r = self.inner.process(distances[lo:hi], retrieved[lo:hi], query_ids[lo:hi], dataset)
+                mine_d[: hi - lo] = d.to(mine_d.dtype).cpu()
+                mine_r[: hi - lo] = r.long().cpu()
+            except Exception as exc:  # every process must still reach the gathers below
+                error = exc
+        failed = self.gather(torch.tensor([error is not None], dtype=torch.int32)).reshape(-1)
+        if error is not None:
+            raise error
+        if bool(failed.any()):
+            ranks = [int(i) for i in torch.nonzero(failed).reshape(-1)]
+            raise RerankingError(f"re-ranking the validation queries failed on process(es) {ranks}; see their error")
+        all_d = self.gather(mine_d).reshape(self.world_size * per, width)[:n]
+        all_r = self.gather(mine_r).reshape(self.world_size * per, width)[:n]
+        return all_d.cpu(), all_r.cpu()
+
+
 class RerankValidation(Callback):
     """Re-ranks the validation top-k with the model being trained, every ``valid_period`` epochs.
 
@@ -244,9 +297,12 @@ class RerankValidation(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(shown, step=0)
 
-    def rerank_metrics(self, model: nn.Module, device: torch.device | str | None = None) -> dict[str, float]:
+    def rerank_metrics(
+        self, model: nn.Module, device: torch.device | str | None = None, shards: Callable[[Any], Any] | None = None
+    ) -> dict[str, float]:
         """The validation metrics after re-ranking with ``model``, run on ``device`` (None: where the model's
-        parameters are) when the postprocessor takes a ``device``."""
+        parameters are) when the postprocessor takes a ``device``. ``shards`` wraps the postprocessor built
+        (e.g. in :class:`QueryShards`, under DDP)."""
         from omlcore.registry import build, get_registry
         from omlcore_reranking.metrics import reranked_retrieval_metrics
 
@@ -257,6 +313,8 @@ class RerankValidation(Callback):
                 args["device"] = str(device)
             self.devices_used.append(torch.device(device))
         pp = build("postprocessor", {"name": self.postprocessor.name, "args": args})
+        if shards is not None:
+            pp = shards(pp)
         items = self.dataset if getattr(pp, "reads", "items") == "items" else None  # None: the embeddings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -269,8 +327,18 @@ class RerankValidation(Callback):
             return
         model = pl_module.model
         assert isinstance(model, nn.Module)
-        metrics = self.rerank_metrics(model, pl_module.device)
-        if trainer.world_size > 1:  # every process re-ranked with the same weights; make them agree to the bit
+        shards = None
+        if trainer.world_size > 1:
+            device = pl_module.device
+
+            def gather(t: Tensor) -> Tensor:
+                return trainer.strategy.all_gather(t.to(device)).cpu()
+
+            def shards(pp: Any) -> QueryShards:
+                return QueryShards(pp, trainer.global_rank, trainer.world_size, gather)
+
+        metrics = self.rerank_metrics(model, pl_module.device, shards)
+        if trainer.world_size > 1:  # every process computed them from the same gathered top-k; agree to the bit
             metrics = trainer.strategy.broadcast(metrics, src=0)
         self.last_metrics = metrics
         pl_module.log_dict({k: v for k, v in metrics.items() if not math.isnan(v)}, on_step=False, on_epoch=True)

@@ -30,9 +30,9 @@ Run folder: ``config.yaml``, ``metrics.json``, ``checkpoints/{best,last}.ckpt`` 
 ``model.*``: ``concat_siamese``'s ``weights`` loads them).
 
 Several devices (``trainer.devices: 2``, DDP as in ``omlcore train``): only the first process computes the
-embeddings cache (the others read it), every process trains on its share of the batches, and every process
-re-ranks the whole validation set with the same weights (the first process's metrics are broadcast, so all
-agree exactly).
+embeddings cache (the others read it), every process trains on its share of the batches and re-ranks its
+share of the validation queries; the re-ranked top-k are gathered, so every process computes the metrics of
+the whole validation set (the first process's are broadcast, so all agree exactly).
 """
 
 from __future__ import annotations
