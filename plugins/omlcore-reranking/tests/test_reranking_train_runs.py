@@ -91,6 +91,67 @@ def test_tensorboard_gets_the_config_every_validation_and_the_loss(mock_root: Pa
     assert (folder / "artifacts" / "metrics.json").read_text() == (result.run_dir / "metrics.json").read_text()
 
 
+def test_log_images_draws_the_worst_queries_after_reranking(mock_root: Path, tmp_path: Path, tiny: None) -> None:
+    pytest.importorskip("omlcore_tensorboard", reason="omlcore-tensorboard is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = pipeline_config(mock_root, tmp_path, logger={"name": "tensorboard", "args": {"flush_secs": 1}})
+    cfg["metrics"] = {**cfg["metrics"], "log_images": True, "metrics_to_exclude_from_visualization": ["map"]}
+    result = train_postprocessor(cfg, verbose=False)
+    saved = sorted(str(f.relative_to(result.run_dir / "figures")) for f in (result.run_dir / "figures").rglob("*"))
+    assert saved == [
+        "epoch_000",
+        "epoch_000/worst_queries_OVERALL_cmc_1.png",
+        "epoch_000/worst_queries_OVERALL_cmc_3.png",
+        "epoch_001",
+        "epoch_001/worst_queries_OVERALL_cmc_1.png",
+        "epoch_001/worst_queries_OVERALL_cmc_3.png",
+    ]
+    png = (result.run_dir / "figures" / "epoch_001" / "worst_queries_OVERALL_cmc_1.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    acc = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    assert [i.step for i in acc.Images("worst_queries/OVERALL/cmc/1")] == [0, 1]
+
+
+def test_the_figures_show_the_reranked_order(mock_root: Path, installed_registry: Any) -> None:
+    from omlcore_images.datasets import get_retrieval_images_datasets
+    from omlcore_metrics.functional import retrieval_metrics
+    from omlcore_metrics.report import worst_queries
+    from omlcore_reranking import LinearSiamese
+
+    from omlcore.schemas import ComponentSpec, MetricsSection
+
+    _, val = get_retrieval_images_datasets(mock_root)
+    assert val is not None
+    emb = torch.randn(len(val), 4, generator=torch.Generator().manual_seed(0))
+    validation = RerankValidation(
+        ComponentSpec(name="pairwise_embeddings", args={"top_n": 4}),
+        emb,
+        val,
+        MetricsSection(cmc_top_k=[1], precision_top_k=[], map_top_k=[], pcf_variance=[], log_images=True),
+        verbose=False,
+    )
+    torch.manual_seed(3)
+    result = validation.rerank(LinearSiamese(4, identity_init=False))
+    figures, titles = validation.figures(result)
+    assert titles == ["OVERALL/cmc/1"]
+    worst = worst_queries(result, "cmc/1", 5)
+    cells = figures[0].axes
+    per_row = len(cells) // len(worst)
+    labels = val.get_labels()
+    rows, width = result.retrieved_rows(), min(5, result.distances.shape[1])
+    for r, qpos in enumerate(worst):  # each row: the query, then its results in the re-ranked order
+        row = cells[r * per_row : (r + 1) * per_row]
+        assert row[0].get_title().startswith(f"query (row {int(result.query_rows[qpos])})")
+        assert row[0].images  # drawn from the dataset's image file
+        for i in range(width):
+            g, d = int(rows[qpos, i]), float(result.distances[qpos, i])
+            assert row[1 + i].get_title() == f"#{i + 1}  d={d:.3f}\nlabel {int(labels[g])}"
+    before = retrieval_metrics(*validation._args(), cmc_top_k=(4,))
+    assert not torch.equal(before.retrieved_rows()[worst, :width], rows[worst, :width])  # re-ranking shows
+
+
 def test_a_logger_that_cannot_start_leaves_no_run_folder(
     mock_root: Path, tmp_path: Path, tiny: None, installed_registry: Any
 ) -> None:

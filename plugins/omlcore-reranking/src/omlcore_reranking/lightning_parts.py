@@ -17,12 +17,13 @@ from __future__ import annotations
 import difflib
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from omlcore_metrics.functional import MetricsResult
 from torch import Tensor, nn
 
 from omlcore.errors import ConfigIssue, ConfigValidationError
@@ -203,6 +204,9 @@ class RerankValidation(Callback):
         valid_period: validate after epochs ``valid_period - 1``, ``2 * valid_period - 1``, ...
         folder: an ``omlcore_lightning.RunFolder`` (records go to its ``metrics.json``), or None.
         verbose: print each validation's metrics next to the extractor's.
+        figure_sinks: with ``metrics.log_images``, each validation's worst-query figures (after re-ranking)
+            go to each sink as ``(figure, "worst_queries/<group>/<metric>", epoch)``: e.g. the experiment
+            loggers' ``log_figure`` and a saver into the run folder's ``figures/epoch_NNN/``.
 
     The first record (``epoch: null``, ``reranked: false``) holds the extractor's metrics; it is also sent
     to the trainer's loggers at step 0, named ``extractor/<metric>`` (``extractor/OVERALL/cmc/1``). Each later record
@@ -218,6 +222,7 @@ class RerankValidation(Callback):
         valid_period: int = 1,
         folder: Any = None,
         verbose: bool = True,
+        figure_sinks: Sequence[Callable[[Any, str, int], None]] = (),
     ) -> None:
         if embeddings.shape[0] != len(dataset):
             raise ValueError(f"{embeddings.shape[0]} validation embeddings for {len(dataset)} dataset rows")
@@ -226,6 +231,10 @@ class RerankValidation(Callback):
         self.dataset = dataset
         self.valid_period = valid_period
         self.folder = folder
+        self.figure_sinks = list(figure_sinks)
+        self.log_images = metrics.log_images
+        self.only_overall = metrics.visualize_only_overall_category
+        self.excluded = set(metrics.metrics_to_exclude_from_visualization)
         self.verbose = verbose
         self.kwargs: dict[str, Any] = {
             "cmc_top_k": tuple(metrics.cmc_top_k),
@@ -303,6 +312,12 @@ class RerankValidation(Callback):
         """The validation metrics after re-ranking with ``model``, run on ``device`` (None: where the model's
         parameters are) when the postprocessor takes a ``device``. ``shards`` wraps the postprocessor built
         (e.g. in :class:`QueryShards`, under DDP)."""
+        return self.rerank(model, device, shards).flat()
+
+    def rerank(
+        self, model: nn.Module, device: torch.device | str | None = None, shards: Callable[[Any], Any] | None = None
+    ) -> MetricsResult:
+        """:meth:`rerank_metrics` as the whole result (per-query values, the re-ranked top-k)."""
         from omlcore.registry import build, get_registry
         from omlcore_reranking.metrics import reranked_retrieval_metrics
 
@@ -318,8 +333,49 @@ class RerankValidation(Callback):
         items = self.dataset if getattr(pp, "reads", "items") == "items" else None  # None: the embeddings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            result = reranked_retrieval_metrics(*self._args(), pp, dataset=items, **self.kwargs)
-        return result.flat()
+            return reranked_retrieval_metrics(*self._args(), pp, dataset=items, **self.kwargs)
+
+    def figures(self, result: MetricsResult) -> tuple[list[Any], list[str]]:
+        """The worst queries of ``result`` (a re-ranked validation) by each per-query metric, drawn from the
+        validation dataset's images (``paths``, ``bboxes``): the figures and their titles (``"OVERALL/cmc/1"``),
+        as ``omlcore train``'s validation draws them."""
+        from omlcore_metrics.functional import OVERALL
+        from omlcore_metrics.report import ReportData, metric_names, plot_worst_queries
+
+        ds = self.dataset
+        paths = getattr(ds, "paths", None)
+        data = ReportData(
+            labels=[int(v) for v in ds.get_labels()],
+            paths=None if paths is None else [str(p) for p in paths],
+            bboxes=getattr(ds, "bboxes", None),
+            sequence=self.kwargs.get("sequence"),
+            embeddings=self.embeddings,
+        )
+        figures: list[Any] = []
+        titles: list[str] = []
+        for group in [OVERALL] if self.only_overall else list(result.unreduced):
+            for name in metric_names(result, group):
+                if name in self.excluded or name.split("/")[0] in self.excluded:
+                    continue
+                try:
+                    figure = plot_worst_queries(result, data, name, group=group)
+                except ValueError:  # no scored query in this group
+                    continue
+                figures.append(figure)
+                titles.append(f"{group}/{name}")
+        return figures, titles
+
+    def _send_figures(self, result: MetricsResult, epoch: int) -> None:
+        import matplotlib.pyplot as plt
+
+        figures, titles = self.figures(result)
+        for figure, title in zip(figures, titles, strict=True):
+            for sink in self.figure_sinks:
+                try:
+                    sink(figure, f"worst_queries/{title}", epoch)
+                except Exception as exc:  # a logger's failure must not stop training
+                    warnings.warn(f"logging the figure {title!r} failed: {type(exc).__name__}: {exc}", stacklevel=2)
+            plt.close(figure)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
@@ -337,7 +393,10 @@ class RerankValidation(Callback):
             def shards(pp: Any) -> QueryShards:
                 return QueryShards(pp, trainer.global_rank, trainer.world_size, gather)
 
-        metrics = self.rerank_metrics(model, pl_module.device, shards)
+        result = self.rerank(model, pl_module.device, shards)
+        metrics = result.flat()
+        if self.log_images and self.figure_sinks and trainer.is_global_zero:
+            self._send_figures(result, epoch)
         if trainer.world_size > 1:  # every process computed them from the same gathered top-k; agree to the bit
             metrics = trainer.strategy.broadcast(metrics, src=0)
         self.last_metrics = metrics

@@ -14,6 +14,8 @@
    re-ranked by the ``postprocessor`` holding the model being trained, over the validation images
    (``transforms_val``), on the Lightning module's device; the metrics go to ``metrics.json`` and pick
    ``checkpoints/best.ckpt``. The first record (``epoch: null``) holds the metrics without re-ranking.
+   ``metrics.log_images``: the worst queries after re-ranking are drawn into ``figures/epoch_NNN/`` and sent
+   to the experiment loggers.
 
 The postprocessor's ``reads`` decides what the pairwise model takes. ``pairwise_images`` (``reads: items``):
 images, as above. ``pairwise_embeddings`` (``reads: embeddings``, e.g. with ``linear_siamese``): the cached
@@ -27,7 +29,7 @@ saves ``checkpoints/last.ckpt``, and ``resume=RUN_DIR`` continues from it (recor
 checkpoint are dropped, so ``metrics.json`` ends as that of an uninterrupted run).
 
 Run folder: ``config.yaml``, ``metrics.json``, ``checkpoints/{best,last}.ckpt`` (state-dict keys
-``model.*``: ``concat_siamese``'s ``weights`` loads them).
+``model.*``: ``concat_siamese``'s ``weights`` loads them), ``figures/`` (with ``metrics.log_images``).
 
 Several devices (``trainer.devices: 2``, DDP as in ``omlcore train``): only the first process computes the
 embeddings cache (the others read it), every process trains on its share of the batches and re-ranks its
@@ -291,6 +293,7 @@ def train_postprocessor(
         PipelineDataModule,
         checkpoint_callbacks,
         checkpoint_fits,
+        figure_saver,
         keep_sigint,
         make_sampler_factory,
         make_trainer,
@@ -405,6 +408,8 @@ def train_postprocessor(
             if rank0:
                 folder.write_config(resolved)
             validation.folder = folder
+            if rank0:
+                validation.figure_sinks = [loggers.log_figure, figure_saver(folder)]
             best_cb, interrupt, saving = checkpoint_callbacks(
                 folder, cfg.checkpoint, on_train_epoch_end=True, every_n_epochs=cfg.trainer.valid_period
             )
