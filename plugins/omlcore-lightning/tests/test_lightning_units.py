@@ -160,3 +160,22 @@ def test_run_folder_names(tmp_path: Path) -> None:
     assert a.path.name.endswith("_my_run_1")
     assert b.path.name == a.path.name + "-2"
     assert RunFolder.create(tmp_path, "named", "").path == tmp_path / "named"
+
+
+def test_send_figures_survives_a_failing_sink_and_closes_each_figure() -> None:
+    import matplotlib.pyplot as plt
+    from omlcore_lightning.callbacks import send_figures
+
+    figures = [plt.figure(), plt.figure()]
+    got: list[tuple[str, int]] = []
+
+    def broken(figure: Any, title: str, step: int) -> None:
+        raise ConnectionError("server gone")
+
+    def keep(figure: Any, title: str, step: int) -> None:
+        got.append((title, step))
+
+    with pytest.warns(UserWarning, match=r"logging the figure 'a' failed: ConnectionError: server gone"):
+        send_figures(figures, ["a", "b"], [broken, keep], 3)
+    assert got == [("a", 3), ("b", 3)]
+    assert not any(plt.fignum_exists(f.number) for f in figures)

@@ -28,6 +28,7 @@ __all__ = [
     "MetricValCallback",
     "ProgressBar",
     "ReproducibleProgress",
+    "send_figures",
 ]
 
 FigureSink = Callable[[Any, str, int], None]
@@ -124,20 +125,26 @@ class MetricValCallback(Callback):
             self._figures(trainer.current_epoch)
 
     def _figures(self, step: int) -> None:
-        import matplotlib.pyplot as plt
-
         visualize = getattr(self.metric, "visualize", None)
         if visualize is None:
             warnings.warn(f"{type(self.metric).__name__} cannot draw figures (no visualize())", stacklevel=2)
             return
         figures, titles = visualize()
-        for figure, title in zip(figures, titles, strict=True):
-            for sink in self.figure_sinks:
-                try:
-                    sink(figure, f"{self.prefix}worst_queries/{title}", step)
-                except Exception as exc:  # a logger's failure must not stop training
-                    warnings.warn(f"logging the figure {title!r} failed: {type(exc).__name__}: {exc}", stacklevel=2)
-            plt.close(figure)
+        send_figures(figures, [f"{self.prefix}worst_queries/{t}" for t in titles], self.figure_sinks, step)
+
+
+def send_figures(figures: Sequence[Any], titles: Sequence[str], sinks: Sequence[FigureSink], step: int) -> None:
+    """Hand each figure to every sink as ``(figure, title, step)``, then close it. A sink that fails (a logger
+    that lost its server) is reported with a warning and does not stop training."""
+    import matplotlib.pyplot as plt
+
+    for figure, title in zip(figures, titles, strict=True):
+        for sink in sinks:
+            try:
+                sink(figure, title, step)
+            except Exception as exc:
+                warnings.warn(f"logging the figure {title!r} failed: {type(exc).__name__}: {exc}", stacklevel=3)
+        plt.close(figure)
 
 
 class ReproducibleProgress(Callback):

@@ -14,13 +14,15 @@ omlcore-reranking's ``train_postprocessor`` builds on these, so that its experim
 - :func:`device_issues`, :func:`extra_args_issues`, :func:`trainer_issues`: the up-front checks of the
   ``trainer`` section; :func:`checkpoint_fits`: a ``--resume`` checkpoint against the module built;
   :func:`checkpoint_callbacks`: best, last and Ctrl-C checkpoints in the run folder;
-- :func:`quiet_lightning`, :func:`keep_sigint`, :func:`figure_saver`.
+- :func:`quiet_lightning`, :func:`keep_sigint`, :func:`figure_saver`, :func:`send_figures` (figures to their
+  sinks, a failing sink a warning).
 
 Import this module only where Lightning is wanted (it imports torch and Lightning).
 """
 
 from __future__ import annotations
 
+from omlcore_lightning.callbacks import send_figures
 from omlcore_lightning.pipelines import _checkpoint_callbacks as checkpoint_callbacks
 from omlcore_lightning.pipelines import _checkpoint_fits as checkpoint_fits
 from omlcore_lightning.pipelines import _DataModule as PipelineDataModule
@@ -49,6 +51,7 @@ __all__ = [
     "open_loggers",
     "quiet_lightning",
     "run_folder_for",
+    "send_figures",
     "shared_run_dir",
     "trainer_issues",
 ]

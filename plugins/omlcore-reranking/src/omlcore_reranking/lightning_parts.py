@@ -365,18 +365,6 @@ class RerankValidation(Callback):
                 titles.append(f"{group}/{name}")
         return figures, titles
 
-    def _send_figures(self, result: MetricsResult, epoch: int) -> None:
-        import matplotlib.pyplot as plt
-
-        figures, titles = self.figures(result)
-        for figure, title in zip(figures, titles, strict=True):
-            for sink in self.figure_sinks:
-                try:
-                    sink(figure, f"worst_queries/{title}", epoch)
-                except Exception as exc:  # a logger's failure must not stop training
-                    warnings.warn(f"logging the figure {title!r} failed: {type(exc).__name__}: {exc}", stacklevel=2)
-            plt.close(figure)
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         if (epoch + 1) % self.valid_period:
@@ -396,7 +384,10 @@ class RerankValidation(Callback):
         result = self.rerank(model, pl_module.device, shards)
         metrics = result.flat()
         if self.log_images and self.figure_sinks and trainer.is_global_zero:
-            self._send_figures(result, epoch)
+            from omlcore_lightning.shared import send_figures
+
+            figures, titles = self.figures(result)
+            send_figures(figures, [f"worst_queries/{t}" for t in titles], self.figure_sinks, epoch)
         if trainer.world_size > 1:  # every process computed them from the same gathered top-k; agree to the bit
             metrics = trainer.strategy.broadcast(metrics, src=0)
         self.last_metrics = metrics
