@@ -150,6 +150,18 @@ def test_the_figures_show_the_reranked_order(mock_root: Path, installed_registry
             assert row[1 + i].get_title() == f"#{i + 1}  d={d:.3f}\nlabel {int(labels[g])}"
     before = retrieval_metrics(*validation._args(), cmc_top_k=(4,))
     assert not torch.equal(before.retrieved_rows()[worst, :width], rows[worst, :width])  # re-ranking shows
+    sent: list[str] = []
+    validation.figure_sinks = [lambda figure, title, step: sent.append(title)]
+    validation._send_figures(result, 0)
+    assert sent == ["worst_queries/OVERALL/cmc/1"]
+
+    def broken(result: Any) -> Any:
+        raise OSError("the image folder is gone")
+
+    validation.figures = broken  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match="drawing the worst-query figures failed: OSError: the image folder is gone"):
+        validation._send_figures(result, 1)  # a warning: training goes on
+    assert sent == ["worst_queries/OVERALL/cmc/1"]
 
 
 def test_a_logger_that_cannot_start_leaves_no_run_folder(

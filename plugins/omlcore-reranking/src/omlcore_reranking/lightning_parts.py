@@ -365,6 +365,18 @@ class RerankValidation(Callback):
                 titles.append(f"{group}/{name}")
         return figures, titles
 
+    def _send_figures(self, result: MetricsResult, epoch: int) -> None:
+        """The figures of :meth:`figures` to the sinks; drawing them that fails (an image file gone) is a
+        warning: a figure must not stop training, nor leave the other processes waiting (DDP)."""
+        from omlcore_lightning.shared import send_figures
+
+        try:
+            figures, titles = self.figures(result)
+        except Exception as exc:
+            warnings.warn(f"drawing the worst-query figures failed: {type(exc).__name__}: {exc}", stacklevel=2)
+            return
+        send_figures(figures, [f"worst_queries/{t}" for t in titles], self.figure_sinks, epoch)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
         if (epoch + 1) % self.valid_period:
@@ -383,13 +395,10 @@ class RerankValidation(Callback):
 
         result = self.rerank(model, pl_module.device, shards)
         metrics = result.flat()
-        if self.log_images and self.figure_sinks and trainer.is_global_zero:
-            from omlcore_lightning.shared import send_figures
-
-            figures, titles = self.figures(result)
-            send_figures(figures, [f"worst_queries/{t}" for t in titles], self.figure_sinks, epoch)
         if trainer.world_size > 1:  # every process computed them from the same gathered top-k; agree to the bit
             metrics = trainer.strategy.broadcast(metrics, src=0)
+        if self.log_images and self.figure_sinks and trainer.is_global_zero:
+            self._send_figures(result, epoch)
         self.last_metrics = metrics
         pl_module.log_dict({k: v for k, v in metrics.items() if not math.isnan(v)}, on_step=False, on_epoch=True)
         record: dict[str, Any] = {"epoch": epoch, "reranked": True, "step": trainer.global_step}

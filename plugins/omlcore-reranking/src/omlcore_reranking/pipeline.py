@@ -115,7 +115,8 @@ def train_postprocessor_issues(cfg: TrainPostprocessorConfig) -> list[ConfigIssu
 
 def postprocessor_reads(spec: ComponentSpec) -> str:
     """The ``reads`` of the configured postprocessor (``"items"``: images, ``"embeddings"``): what the pairwise
-    model is trained and validated on. The postprocessor is built with a placeholder model to find out."""
+    model is trained and validated on: the registered class's attribute, or, for a factory function, that of
+    the object it builds with a placeholder model."""
     from omlcore.registry import get_registry
     from omlcore_reranking.models import TrivialDistanceSiamese
 
