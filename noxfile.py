@@ -12,7 +12,8 @@ Run everything CI runs with ``python3 -m nox`` (the default session list below).
                   install) in ONE pip call, then ``omlcore plugins check`` and ``pytest tests plugins``.
 ``schemas``       core + every plugin; ``omlcore schema export schemas --distribution <plugin>...
                   --check`` (fails on drift). ``nox -s schemas -- --write`` regenerates ``schemas/``
-                  instead (``-- --check`` is accepted and means the default).
+                  instead (``-- --check`` is accepted and means the default). Not a default session:
+                  tests_all checks the same (tests/integration/test_committed_schemas.py).
 ``build``         sdist + wheel for the core, every plugin and the docs example (``python -m build``,
                   the wheel is built from the sdist), then a fresh venv installs the wheels
                   (non-editable, core with the ``[all]`` extra) and runs ``omlcore plugins list`` and
@@ -97,7 +98,6 @@ nox.options.sessions = [
     "tests_core",
     "tests_plugin",
     "tests_all",
-    "schemas",
     "build",
 ]
 
