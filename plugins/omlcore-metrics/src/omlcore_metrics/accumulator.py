@@ -512,24 +512,13 @@ class EmbeddingMetrics:
         """One figure of the worst queries per per-query metric (except those in
         ``metrics_to_exclude_from_visualization``), with titles such as ``"OVERALL/cmc/1"``; per category
         too unless ``visualize_only_overall_category``."""
-        from omlcore_metrics.report import metric_names, plot_worst_queries
+        from omlcore_metrics.report import worst_query_figures
 
-        result = self._computed()
-        data = self.report_data(root)
-        groups = [OVERALL] if self.visualize_only_overall_category else list(result.unreduced)
-        excluded = set(self.metrics_to_exclude_from_visualization)
-        figures: list[Figure] = []
-        titles: list[str] = []
-        for group in groups:
-            for name in metric_names(result, group):
-                if name in excluded or name.split("/")[0] in excluded:
-                    continue
-                try:
-                    fig = plot_worst_queries(
-                        result, data, name, n_queries=n_queries, n_instances=n_instances, group=group
-                    )
-                except ValueError:  # no scored query in this group
-                    continue
-                figures.append(fig)
-                titles.append(f"{group}/{name}")
-        return figures, titles
+        return worst_query_figures(
+            self._computed(),
+            self.report_data(root),
+            only_overall=self.visualize_only_overall_category,
+            exclude=self.metrics_to_exclude_from_visualization,
+            n_queries=n_queries,
+            n_instances=n_instances,
+        )

@@ -38,6 +38,7 @@ __all__ = [
     "plot_worst_queries",
     "save_figure",
     "worst_queries",
+    "worst_query_figures",
     "write_html_report",
 ]
 
@@ -296,6 +297,38 @@ def plot_worst_queries(
         raise ValueError(f"no scored query in group {group!r}")
     title = f"worst {len(worst)} queries by {metric} ({group})"
     return plot_queries(result, data, worst, n_instances=n_instances, n_gt=n_gt, title=title)
+
+
+def worst_query_figures(
+    result: MetricsResult,
+    data: ReportData,
+    *,
+    only_overall: bool = True,
+    exclude: Sequence[str] = (),
+    n_queries: int = 5,
+    n_instances: int = 5,
+) -> tuple[list[Figure], list[str]]:
+    """One :func:`plot_worst_queries` figure per per-query metric of ``result`` and its title
+    (``"OVERALL/cmc/1"``): the ``OVERALL`` group only, or every group (categories) unless ``only_overall``.
+    ``exclude`` names metrics (``"cmc/1"``) or whole families (``"map"``) to skip; a group without a scored
+    query draws nothing."""
+    groups = ["OVERALL"] if only_overall else list(result.unreduced)
+    excluded = set(exclude)
+    figures: list[Figure] = []
+    titles: list[str] = []
+    for group in groups:
+        for name in metric_names(result, group):
+            if name in excluded or name.split("/")[0] in excluded:
+                continue
+            try:
+                figure = plot_worst_queries(
+                    result, data, name, n_queries=n_queries, n_instances=n_instances, group=group
+                )
+            except ValueError:  # no scored query in this group
+                continue
+            figures.append(figure)
+            titles.append(f"{group}/{name}")
+    return figures, titles
 
 
 def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 100) -> Path:

@@ -234,7 +234,7 @@ class RerankValidation(Callback):
         self.figure_sinks = list(figure_sinks)
         self.log_images = metrics.log_images
         self.only_overall = metrics.visualize_only_overall_category
-        self.excluded = set(metrics.metrics_to_exclude_from_visualization)
+        self.excluded = list(metrics.metrics_to_exclude_from_visualization)
         self.verbose = verbose
         self.kwargs: dict[str, Any] = {
             "cmc_top_k": tuple(metrics.cmc_top_k),
@@ -339,8 +339,7 @@ class RerankValidation(Callback):
         """The worst queries of ``result`` (a re-ranked validation) by each per-query metric, drawn from the
         validation dataset's images (``paths``, ``bboxes``): the figures and their titles (``"OVERALL/cmc/1"``),
         as ``omlcore train``'s validation draws them."""
-        from omlcore_metrics.functional import OVERALL
-        from omlcore_metrics.report import ReportData, metric_names, plot_worst_queries
+        from omlcore_metrics.report import ReportData, worst_query_figures
 
         ds = self.dataset
         paths = getattr(ds, "paths", None)
@@ -351,19 +350,7 @@ class RerankValidation(Callback):
             sequence=self.kwargs.get("sequence"),
             embeddings=self.embeddings,
         )
-        figures: list[Any] = []
-        titles: list[str] = []
-        for group in [OVERALL] if self.only_overall else list(result.unreduced):
-            for name in metric_names(result, group):
-                if name in self.excluded or name.split("/")[0] in self.excluded:
-                    continue
-                try:
-                    figure = plot_worst_queries(result, data, name, group=group)
-                except ValueError:  # no scored query in this group
-                    continue
-                figures.append(figure)
-                titles.append(f"{group}/{name}")
-        return figures, titles
+        return worst_query_figures(result, data, only_overall=self.only_overall, exclude=self.excluded)
 
     def _send_figures(self, result: MetricsResult, epoch: int) -> None:
         """The figures of :meth:`figures` to the sinks; drawing them that fails (an image file gone) is a
